@@ -1,0 +1,42 @@
+/* passes/passes.h: the passes over the graph IR, one file each, and the
+ * pipeline that runs them in order (pipeline.c). Prefix pass_.
+ * A pass returns false when it reported a user error through p->diag. */
+#ifndef CHIRALC_PASSES_H
+#define CHIRALC_PASSES_H
+
+#include "ir/ir.h"
+
+typedef bool (*PassFn)(IrProgram *p);
+typedef struct Pass {
+    const char *name;  /* for --after NAME */
+    PassFn run;
+    IrStage stage;     /* what the verifier may expect after it */
+} Pass;
+
+/* ---- shape.c: time and feature extents of every tensor ------------------------ */
+bool pass_shape(IrProgram *p);
+/* ---- chirality.c: a chirality type for every tensor (chirality.md 6) ----------- */
+bool pass_chirality(IrProgram *p);
+/* ---- legalize.c: odd activations where the mirror negates (chirality.md 4) ------ */
+bool pass_legalize(IrProgram *p);
+/* ---- invariance.c: invariance layers before ops that need trivial types --------- */
+bool pass_invariance(IrProgram *p);
+/* ---- count.c: parameters and multiply-adds, written / paper / folded ------------ */
+bool pass_count(IrProgram *p);
+/* The per-layer table of `chiralc inspect`, with totals and ratios. */
+void pass_print_counts(FILE *out, const IrProgram *p);
+typedef struct PassTotals { IrCount total[IR_NUM_COUNTS]; } PassTotals;
+PassTotals pass_totals(const IrProgram *p);
+
+/* ---- pipeline.c: the passes in order ---------------------------------------------- */
+extern const Pass pass_list[];
+extern const int pass_count_of_list;
+typedef struct PipelineOpts {
+    const char *dump_after; /* a pass name: print the IR after it to dump */
+    FILE *dump;
+} PipelineOpts;
+/* Runs every pass in order, verifying the IR between passes. */
+bool pass_pipeline(IrProgram *p, const PipelineOpts *opts);
+const Pass *pass_find(const char *name);
+
+#endif
