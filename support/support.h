@@ -57,6 +57,7 @@ typedef struct Diag {
     FILE *out;        /* stderr unless a test redirects it */
     int nerrors, nwarnings;
     int max_errors;   /* after this many errors: "too many errors", and stop printing */
+    bool quiet;       /* the last error was not shown, so neither are its notes */
 } Diag;
 
 void diag_init(Diag *d, FILE *out);

@@ -1,0 +1,27 @@
+/* chiralc/cmd.h: the commands of the chiralc driver. Prefix cmd_.
+ * main.c parses the command line, runs the frontend and the pass pipeline,
+ * and hands the program to one of these. */
+#ifndef CHIRALC_CMD_H
+#define CHIRALC_CMD_H
+
+#include <stdint.h>
+
+#include "passes/passes.h"
+
+/* ---- inspect.c -------------------------------------------------------------- */
+typedef struct InspectOpts {
+    bool ir;            /* print the IR */
+    bool table;         /* print the count table */
+    const char *dot;    /* write a Graphviz file here */
+} InspectOpts;
+int cmd_inspect(IrProgram *p, const InspectOpts *o);
+
+/* ---- check.c ------------------------------------------------------------------ */
+typedef struct CheckOpts {
+    uint64_t seed;
+    int batch;          /* samples per batch */
+    double tolerance;   /* relative equivariance error allowed (float64) */
+} CheckOpts;
+int cmd_check(IrProgram *p, const CheckOpts *o);
+
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# scripts/setup.sh: installs what building and testing chiralc needs (Debian, as root).
+# Quiet and quick when everything is already there.
+set -eu
+need=""
+command -v cmake >/dev/null 2>&1 || need="$need cmake"
+command -v cc >/dev/null 2>&1 || need="$need build-essential"
+command -v flex >/dev/null 2>&1 || need="$need flex"
+command -v bison >/dev/null 2>&1 || need="$need bison"
+[ -f /usr/include/cmocka.h ] || need="$need libcmocka-dev"
+if [ "${CHIRALC_FUZZ_DEPS:-0}" = 1 ]; then
+  command -v clang >/dev/null 2>&1 || need="$need clang"
+  ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
+    || need="$need libclang-rt-dev"
+fi
+if [ -n "$need" ]; then
+  echo "setup: installing$need"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
+fi
