@@ -9,6 +9,7 @@
  * A bad flag is one line on stderr and exit status 2; a bad model is its
  * diagnostics and exit status 1. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,9 +43,13 @@ static const char usage_text[] =
     "check options:\n"
     "  --seed S  --batch B  --tolerance T (default 1e-12)\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+__attribute__((format(printf, 1, 2)))
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fputs("chiralc: error: ", stderr);
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputs(" (chiralc --help lists the options)\n", stderr);
     return EXIT_USAGE;
 }
@@ -122,7 +127,7 @@ static int parse_args(Cli *c, int argc, char **argv) {
             double num;
             if (!eq || eq == v || !parse_number(eq + 1, &num))
                 return usage_error("--set expects NAME=NUMBER, got '%s'", v);
-            if (c->nsets == MAX_SETS) return usage_error("too many --set options (at most 64)%s", "");
+            if (c->nsets == MAX_SETS) return usage_error("too many --set options (at most %d)", MAX_SETS);
             c->sets[c->nsets++] = (IrOverride){.name = strndup(v, (size_t)(eq - v)), .value = num};
         } else if (check && strcmp(a, "--seed") == 0) {
             char *end;
@@ -144,7 +149,7 @@ static int parse_args(Cli *c, int argc, char **argv) {
         }
         if (val) *val = v;
     }
-    if (!c->model) return usage_error("no model file given%s", "");
+    if (!c->model) return usage_error("no model file given");
     if (!c->inspect.ir && !c->inspect.table && !c->after) c->inspect.ir = c->inspect.table = true;
     return 0;
 }

@@ -253,7 +253,106 @@ IrProgram *ir_elaborate(Arena *a, Diag *d, const AstProgram *ast, IrOverride *ov
 void ir_write_dot(FILE *out, const IrProgram *p);
 
 /* ---- params.c: the folded parameters of a program -------------------------------- */
+
+/* Counter-based random numbers (splitmix64 of seed and counter): the same
+ * numbers whichever order they are drawn in, so the interpreter, the compiled
+ * code and a test can each reproduce a dropout mask or a weight. */
+uint64_t ir_rand_u64(uint64_t seed, uint64_t counter);
+double ir_rand_uniform(uint64_t seed, uint64_t counter);  /* [0, 1) */
+double ir_rand_normal(uint64_t seed, uint64_t counter);   /* N(0, 1) */
+
+/* One named block of parameters, a rows x cols row-major matrix (cols == 1 for
+ * a vector) at `offset` in IrParams.data.
+ *   linear, conv1d, invariant: per tap "A" (d_even_out x d_even_in) and "B"
+ *       (d_odd_out x d_odd_in) in the bases of ir_basis (chirality.md 2); one
+ *       "bias" (d_even_out) when a.bias.
+ *   batchnorm: "gamma" (one per orbit), "beta" (d_even), "mean" (d_even, running),
+ *       "var" (one per orbit, running). Orbits are numbered by their first feature.
+ *   lstm, gru: per layer and gate (lstm i f g o, gru r z n, PyTorch's order)
+ *       "Wx.A" "Wx.B" (input type -> gate type), "Wh.A" "Wh.B" (hidden type ->
+ *       gate type) and "bias" (even part of the gate type). Gates i f o / r z
+ *       have the type ir_chi_all_positive(hidden), g / n the hidden type.
+ *       PyTorch's two bias vectors add up to one for every gate except gru's n,
+ *       where b_hn sits inside r * (...): that gate has a second "bias_h".
+ * An `a.unconstrained` layer (equivariant=false) is laid out as if both of its
+ * types were trivial: "A" is the whole dense matrix, "B" is empty. */
+typedef struct IrParamEntry {
+    const IrNode *node;
+    const char *name;
+    int layer, gate, tap;   /* 0 where they do not apply */
+    int rows, cols;
+    long offset;
+    bool trainable;         /* false for the running statistics of batchnorm */
+    /* A/B blocks: the bases they map between; vectors: the basis they live in
+     * (out == in). Trivial bases for an unconstrained layer. */
+    const IrBasis *basis_out, *basis_in;
+} IrParamEntry;
+
+typedef struct IrParams {
+    const IrProgram *prog;
+    double *data;           /* arena memory, zeroed */
+    long size;
+    IrParamEntry *entries;
+    int nentries;
+    int nnodes;
+    int *node_first, *node_count; /* by node id: the node's entries */
+} IrParams;
+
+/* Lays out the parameters of every node (ids must be renumbered: ir_renumber). */
+IrParams *ir_params_new(Arena *a, const IrProgram *p);
+/* Deterministic: blocks N(0, 1/fan_in) (fan_in: the dense layer's, taps x
+ * width in), biases and beta N(0, 0.01), gamma 1 + N(0, 0.01), running means
+ * N(0, 0.01), running variances uniform in [0.5, 1.5). With sharing = paper the
+ * held-at-zero block of A stays zero. */
+void ir_params_randomize(IrParams *w, uint64_t seed);
+/* The entry, or NULL. */
+const IrParamEntry *ir_params_find(const IrParams *w, const IrNode *n, const char *name, int layer,
+                                   int gate, int tap);
+double *ir_params_data(const IrParams *w, const IrParamEntry *e);
+/* sharing = paper: true where the paper's layer holds A at zero (negated input
+ * pair -> kept centre output, chirality.md 2), in every A block ("A", "Wx.A",
+ * "Wh.A"), as pass_count counts it; such weights stay zero in training. */
+bool ir_params_fixed_zero(const IrParams *w, const IrParamEntry *e, int row, int col);
+/* The dense F_out x F_in matrix of an A/B pair (entries a and b of one tap):
+ * W = S_out blockdiag(A, B) Q_in, so that W x equals the folded map. */
+void ir_params_dense(const IrParams *w, const IrParamEntry *a, const IrParamEntry *b, double *W);
+/* The table: node, name, layer/gate/tap, shape, offset. */
+void ir_params_print(FILE *out, const IrParams *w);
+
 /* ---- interp.c: the float64 reference interpreter --------------------------------- */
-/* (declared by their authors below) */
+
+/* Values are [batch][time][feat] row-major doubles (time = 1 for a tensor
+ * without a time axis). Time extents are computed from the inputs' lengths by
+ * the op semantics of docs/design.md, so an input declared without frames
+ * can run at any length. */
+typedef enum IrMode { IR_INFERENCE, IR_TRAINING } IrMode;
+typedef struct IrInterpOpts {
+    IrMode mode;
+    bool dropout;        /* training: apply dropout masks (false: identity, for checks) */
+    uint64_t seed;       /* of the dropout masks */
+    bool update_running; /* training: update batchnorm's running statistics in the params */
+    bool keep_all;       /* keep every node's value (else freed after its last use) */
+} IrInterpOpts;
+
+typedef struct IrRun IrRun;
+/* A run of `batch` samples. input_time[i]: frames of input i (NULL, or <= 0
+ * for an entry: the shape pass's time, else 9). */
+IrRun *ir_run_new(const IrProgram *p, IrParams *w, int batch, const int *input_time);
+void ir_run_free(IrRun *r);
+/* The buffer of input i ([batch][time][feat]), to be filled before ir_run_forward. */
+double *ir_run_input(IrRun *r, int i);
+int ir_run_input_time(const IrRun *r, int i); /* its frames (1 without a time axis) */
+/* Runs the whole graph. Returns false (with a message in *why) when a time
+ * extent comes out empty or disagrees with the shape pass. */
+bool ir_run_forward(IrRun *r, const IrInterpOpts *o, const char **why);
+/* After a run: a node's value (NULL if freed), its frames (1 without a time
+ * axis), and the value of output i. */
+const double *ir_run_value(const IrRun *r, const IrNode *n);
+int ir_run_time(const IrRun *r, const IrNode *n);
+const double *ir_run_output(const IrRun *r, int i);
+long ir_run_output_size(const IrRun *r, int i); /* batch * time * feat */
+/* A whole declaration's T, frame by frame (identity for an invariant output):
+ * y = T x for `batch * time` frames. y must not alias x. */
+void ir_decl_apply(const IrDecl *d, const double *x, double *y, long frames);
 
 #endif

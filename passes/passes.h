@@ -15,12 +15,22 @@ typedef struct Pass {
 
 /* ---- shape.c: time and feature extents of every tensor ------------------------ */
 bool pass_shape(IrProgram *p);
+/* The output whose declaration n's result reaches through type-keeping ops
+ * alone, with one consumer at each step (docs/design.md, the chirality pass
+ * rule 3), or NULL. A layer of width 0 takes its width and type from it. */
+IrDecl *pass_output_reached(const IrProgram *p, const IrNode *n);
 /* ---- chirality.c: a chirality type for every tensor (chirality.md 6) ----------- */
 bool pass_chirality(IrProgram *p);
+/* Types one node from its inputs' types (and refreshes its width, which a
+ * rounded layer upstream may have changed). Used again by passes that insert
+ * nodes. Returns false after reporting an error. */
+bool pass_chirality_node(IrProgram *p, IrNode *n);
 /* ---- legalize.c: odd activations where the mirror negates (chirality.md 4) ------ */
 bool pass_legalize(IrProgram *p);
 /* ---- invariance.c: invariance layers before ops that need trivial types --------- */
 bool pass_invariance(IrProgram *p);
+/* Whether n is an invariance layer this pass inserted (not in the written network). */
+bool pass_invariance_inserted(const IrNode *n);
 /* ---- count.c: parameters and multiply-adds, written / paper / folded ------------ */
 bool pass_count(IrProgram *p);
 /* The per-layer table of `chiralc inspect`, with totals and ratios. */

@@ -46,6 +46,7 @@ static void show_line(FILE *out, SrcLoc loc) {
     fputs("^\n", out);
 }
 
+__attribute__((format(printf, 4, 0)))
 static void report(Diag *d, const char *kind, SrcLoc loc, const char *fmt, va_list ap) {
     if (loc.file)
         fprintf(d->out, "%s:%d:%d: %s: ", loc.file->name, loc.line, loc.col, kind);

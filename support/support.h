@@ -66,7 +66,7 @@ void diag_error(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format
 void diag_warning(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A note belongs to the diagnostic before it (a second location, a hint how to fix). */
 void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap);
+void diag_verror(Diag *d, SrcLoc loc, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 /* An error about a file as a whole (unreadable, not found): "file: error: ..." */
 void diag_file_error(Diag *d, const char *file, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
