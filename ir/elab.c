@@ -747,6 +747,7 @@ static IrDecl *elab_decl(Elab *e, const AstIo *io) {
     d->loc = io->name.loc;
     d->seq = t->seq;
     d->invariant = t->invariant;
+    d->is_class = t->kind == AST_TYPE_CLASS;
     bool ok = true;
     if (t->frames) {
         if (eval_int(e, t->frames, &d->frames)) {
@@ -1000,8 +1001,8 @@ static void train_loss(Elab *e, const AstSetting *s) {
         return;
     }
     const IrDecl *d = e->p->outputs[find_output(e->p, arg->value->u.ident)];
-    if (kinds[k] == IR_LOSS_CROSS_ENTROPY && d->skeleton) {
-        diag_error(e->d, x->loc, "cross_entropy needs a class output; '%s' is a pose", d->name);
+    if (kinds[k] == IR_LOSS_CROSS_ENTROPY && !d->is_class) {
+        diag_error(e->d, x->loc, "cross_entropy needs a class(N) output; '%s' is not one", d->name);
         return;
     }
     if (kinds[k] == IR_LOSS_MPJPE && !d->skeleton) {

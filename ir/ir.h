@@ -130,6 +130,7 @@ typedef struct IrDecl {
     int feat;
     IrChi chi;
     bool invariant;
+    bool is_class;      /* class(N): the features are class scores (logits) */
     const IrSkeleton *skeleton; /* NULL for class(N) / features(N) */
     int ncoords;
     const char **coords;

@@ -32,9 +32,7 @@ static void print_type(FILE *out, const IrDecl *d) {
             fprintf(out, "%s%s%s", k ? ", " : "", d->coords[k], d->coord_negated[k] ? "!" : "");
         fputc(')', out);
     } else {
-        /* class(N) and features(N) only differ in what the loss makes of them;
-         * the declaration does not keep which, so the width says it all. */
-        fprintf(out, "features(%d)", d->feat);
+        fprintf(out, "%s(%d)", d->is_class ? "class" : "features", d->feat);
     }
     if (d->invariant) fputs(" invariant", out);
 }
