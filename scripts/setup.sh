@@ -8,6 +8,12 @@ command -v cc >/dev/null 2>&1 || need="$need build-essential"
 command -v flex >/dev/null 2>&1 || need="$need flex"
 command -v bison >/dev/null 2>&1 || need="$need bison"
 [ -f /usr/include/cmocka.h ] || need="$need libcmocka-dev"
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+[ -f /usr/include/zlib.h ] || need="$need zlib1g-dev"
+[ -f /usr/include/zip.h ] || need="$need libzip-dev"
+[ -f /usr/include/jansson.h ] || need="$need libjansson-dev"
+ls /usr/include/*/cblas.h /usr/include/cblas.h >/dev/null 2>&1 || need="$need libopenblas-dev"
+ls /usr/include/lapacke.h /usr/include/*/lapacke.h >/dev/null 2>&1 || need="$need liblapacke-dev"
 if [ "${CHIRALC_FUZZ_DEPS:-0}" = 1 ]; then
   command -v clang >/dev/null 2>&1 || need="$need clang"
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
