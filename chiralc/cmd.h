@@ -24,4 +24,12 @@ typedef struct CheckOpts {
 } CheckOpts;
 int cmd_check(IrProgram *p, const CheckOpts *o);
 
+/* ---- emit.c --------------------------------------------------------------------- */
+typedef struct EmitOpts {
+    const char *target; /* "c" or "kir" */
+    const char *dir;    /* -o DIR; NULL: stdout */
+    bool no_fold;
+} EmitOpts;
+int cmd_emit(IrProgram *p, const EmitOpts *o);
+
 #endif

@@ -2,9 +2,10 @@
  *
  *   chiralc inspect MODEL.net [--after PASS] [--ir] [--table] [--dot FILE]
  *   chiralc check   MODEL.net [--seed S] [--batch B] [--tolerance T]
+ *   chiralc emit c|kir MODEL.net [-o DIR] [--no-fold]
  * and, for both, the compilation options
  *   [--baseline] [--layout joints|pairs] [--neg-ratio R] [--activations paper|mixed]
- *   [--sharing full|paper] [--set NAME=VALUE]...
+ *   [--sharing full|paper] [--set NAME=VALUE]... [--train]
  *
  * A bad flag is one line on stderr and exit status 2; a bad model is its
  * diagnostics and exit status 1. */
@@ -24,6 +25,7 @@ static const char usage_text[] =
     "  inspect   the IR after any pass and the parameters and multiply-adds of the\n"
     "            written network, the paper's sharing and the folded network\n"
     "  check     random folded weights and inputs: the equivariance error (float64)\n"
+    "  emit c|kir  the generated C source (DIR/MODEL.c) or the kernel IR as text\n"
     "\n"
     "compilation options (both commands):\n"
     "  --baseline               the written network, without chirality\n"
@@ -32,13 +34,19 @@ static const char usage_text[] =
     "  --activations paper|mixed  tanh everywhere, or only on negated features\n"
     "  --sharing full|paper     all equivariant weights, or the paper's subset\n"
     "  --set NAME=VALUE         override a `let` constant of the model\n"
+    "  --train                  compile for training: the loss and the gradients\n"
+    "                           (the training graph: inspect --after autodiff)\n"
     "\n"
     "inspect options:\n"
     "  --after PASS   print the IR after PASS (elab, shape, chirality, legalize,\n"
-    "                 invariance, count) and nothing else\n"
+    "                 invariance, count, autodiff) and nothing else\n"
     "  --ir           print the IR after the last pass\n"
     "  --table        print the count table (default: the IR and the table)\n"
     "  --dot FILE     write a Graphviz picture of the graph with every tensor's type\n"
+    "\n"
+    "emit options:\n"
+    "  -o DIR       write DIR/MODEL.c (emit kir: DIR/MODEL.kir); default: stdout\n"
+    "  --no-fold    dense masked weights instead of the folded blocks (the control)\n"
     "\n"
     "check options:\n"
     "  --seed S  --batch B  --tolerance T (default 1e-12)\n";
@@ -57,11 +65,12 @@ static int usage_error(const char *fmt, ...) {
 typedef struct Cli {
     const char *cmd, *model;
     const char *after, *layout, *activations, *sharing, *neg_ratio;
-    bool baseline;
+    bool baseline, train;
     IrOverride sets[MAX_SETS];
     int nsets;
     InspectOpts inspect;
     CheckOpts check;
+    EmitOpts emit;      /* emit: the target word follows the command */
 } Cli;
 
 static bool parse_number(const char *s, double *out) {
@@ -84,8 +93,16 @@ static int parse_args(Cli *c, int argc, char **argv) {
     c->check = (CheckOpts){.seed = 1, .batch = 4, .tolerance = 1e-12};
     c->cmd = argv[1];
     bool inspect = strcmp(c->cmd, "inspect") == 0, check = strcmp(c->cmd, "check") == 0;
-    if (!inspect && !check) return usage_error("unknown command '%s'", c->cmd);
-    for (int i = 2; i < argc; i++) {
+    bool emit = strcmp(c->cmd, "emit") == 0;
+    if (!inspect && !check && !emit) return usage_error("unknown command '%s'", c->cmd);
+    int first = 2;
+    if (emit) {
+        if (argc < 3 || (strcmp(argv[2], "c") != 0 && strcmp(argv[2], "kir") != 0))
+            return usage_error("emit expects a target, c or kir (chiralc emit c MODEL.net -o DIR)");
+        c->emit.target = argv[2];
+        first = 3;
+    }
+    for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         /* options that take a value */
         const char **val = NULL;
@@ -103,6 +120,13 @@ static int parse_args(Cli *c, int argc, char **argv) {
             c->model = a;
         } else if (strcmp(a, "--baseline") == 0) {
             c->baseline = true;
+        } else if (strcmp(a, "--train") == 0) {
+            c->train = true;
+        } else if (emit && strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) return usage_error("option '-o' needs a value");
+            c->emit.dir = argv[++i];
+        } else if (emit && strcmp(a, "--no-fold") == 0) {
+            c->emit.no_fold = true;
         } else if (inspect && strcmp(a, "--ir") == 0) {
             c->inspect.ir = true;
         } else if (inspect && strcmp(a, "--table") == 0) {
@@ -110,7 +134,7 @@ static int parse_args(Cli *c, int argc, char **argv) {
         } else if (inspect && strcmp(a, "--after") == 0) {
             if (strcmp(v, "elab") != 0 && !pass_find(v))
                 return usage_error("unknown pass '%s' for --after (elab, shape, chirality, "
-                                   "legalize, invariance, count)", v);
+                                   "legalize, invariance, count, autodiff)", v);
             c->after = v;
         } else if (inspect && strcmp(a, "--dot") == 0) {
             c->inspect.dot = v;
@@ -199,11 +223,14 @@ static int compile_and_run(Cli *c) {
             goto done;
         }
     if ((status = apply_cli_config(c, &prog->cfg)) != 0) goto done;
+    prog->training = c->train;
     status = EXIT_USER;
     PipelineOpts popts = {.dump_after = c->after, .dump = stdout};
     if (!pass_pipeline(prog, &popts)) goto done;
     if (strcmp(c->cmd, "inspect") == 0)
         status = c->after && !c->inspect.table && !c->inspect.dot ? 0 : cmd_inspect(prog, &c->inspect);
+    else if (strcmp(c->cmd, "emit") == 0)
+        status = cmd_emit(prog, &c->emit);
     else
         status = cmd_check(prog, &c->check);
 done:

@@ -25,6 +25,9 @@ void ir_write_dot(FILE *out, const IrProgram *p) {
         if (n->op == IR_ACT) fputs(ir_act_name[n->a.act], out);
         else fputs(ir_op_info[n->op].name, out);
         if (n->op == IR_ACT && n->a.act_neg != n->a.act) fprintf(out, "/%s", ir_act_name[n->a.act_neg]);
+        if ((n->op == IR_GRAD || n->op == IR_PGRAD) && n->a.fwd)
+            fprintf(out, " %%%d(%s)", n->a.fwd->id, ir_op_info[n->a.fwd->op].name);
+        if (n->op == IR_GRAD) fprintf(out, " wrt %d", n->a.wrt);
         if (n->shape.feat > 0) {
             if (n->shape.time == IR_NO_TIME) fprintf(out, "\\n[- x %d]", n->shape.feat);
             else fprintf(out, "\\n[%d x %d]", n->shape.time, n->shape.feat);
@@ -40,6 +43,7 @@ void ir_write_dot(FILE *out, const IrProgram *p) {
         fputc('"', out);
         if (n->op == IR_INPUT || n->op == IR_OUTPUT) fputs(", shape=ellipse", out);
         else if (n->op == IR_INVARIANT) fputs(", style=filled, fillcolor=lightgrey", out);
+        else if (ir_op_has(n->op, OPF_TRAIN)) fputs(", style=dashed", out);
         fputs("];\n", out);
     }
     ir_foreach(p, n) {

@@ -7,23 +7,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "ir/ir.h"
+#include "ir/interp_run.h"
 
 enum { DEFAULT_FRAMES = 9 };
-
-struct IrRun {
-    const IrProgram *p;
-    IrParams *w;
-    int batch;
-    int nnodes;
-    const IrNode **nodes; /* by id */
-    int *time;            /* frames, IR_NO_TIME for none */
-    double **val;
-    double **hstate, **cstate; /* recurrent nodes: final states [layer][batch][hidden] */
-    int *last_use;        /* id of the last node that reads this one */
-    double **inputs;
-    int *input_time;
-};
 
 static int frames_of(int t) { return t == IR_NO_TIME ? 1 : t; }
 
@@ -99,6 +85,7 @@ void ir_run_free(IrRun *r) {
     sup_free(r->cstate);
     sup_free(r->time);
     sup_free(r->last_use);
+    ir_interp_train_free(r); /* hook: interp_grad.c */
     sup_free(r);
 }
 
@@ -410,7 +397,7 @@ static bool run_recurrent(IrRun *r, const IrNode *n, double *y, int t_in, const 
 /* ---- the graph -------------------------------------------------------------------------- */
 
 /* Frames of a node's result by the op semantics (IR_NO_TIME: none); *why on error. */
-static int time_of(const IrRun *r, const IrNode *n, const char **why) {
+int ir_interp_time_of(const IrRun *r, const IrNode *n, const char **why) {
     int t0 = n->nin ? r->time[n->in[0]->id] : IR_NO_TIME;
     switch (n->op) {
     case IR_INPUT: return r->input_time[n->a.io];
@@ -446,7 +433,9 @@ static int time_of(const IrRun *r, const IrNode *n, const char **why) {
 }
 
 static bool run_node(IrRun *r, const IrNode *n, const IrInterpOpts *o, const char **why) {
-    int t = time_of(r, n, why);
+    /* hook: the training graph's ops live in interp_grad.c */
+    if (ir_op_has(n->op, OPF_TRAIN)) return ir_interp_train_node(r, n, o, why);
+    int t = ir_interp_time_of(r, n, why);
     if (*why) return false;
     r->time[n->id] = t;
     int F = n->shape.feat, T = frames_of(t), N = r->batch;
@@ -568,6 +557,7 @@ bool ir_run_forward(IrRun *r, const IrInterpOpts *o, const char **why) {
         sup_free(r->hstate[i]), sup_free(r->cstate[i]);
         r->hstate[i] = r->cstate[i] = NULL;
     }
+    ir_interp_train_reset(r); /* hook: interp_grad.c */
     for (const IrNode *n = r->p->first; n; n = n->next) {
         if (!run_node(r, n, o, why)) return false;
         if (o->keep_all) continue;

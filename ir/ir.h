@@ -78,6 +78,8 @@ typedef struct IrCount {
     long long params, macs; /* macs: multiply-adds for one sample */
 } IrCount;
 
+typedef enum IrLoss { IR_LOSS_NONE, IR_LOSS_MSE, IR_LOSS_L1, IR_LOSS_MPJPE, IR_LOSS_CROSS_ENTROPY } IrLoss;
+
 typedef struct IrAttrs {
     int out;           /* requested width (linear, conv1d, invariant, lstm, gru); 0: from the output */
     int kernel, dilation, stride, padding; /* conv1d */
@@ -93,7 +95,10 @@ typedef struct IrAttrs {
     int layers;        /* lstm, gru */
     int crop;          /* crop: frames removed from each end */
     int frames;        /* repeat: frames produced */
-    int io;            /* input, output: index into IrProgram.inputs / outputs */
+    int io;            /* input, output: index into IrProgram.inputs / outputs; target: the output */
+    struct IrNode *fwd;/* grad, pgrad: the forward node differentiated */
+    int wrt;           /* grad: which input of fwd */
+    IrLoss loss;       /* loss */
 } IrAttrs;
 
 typedef struct IrNode IrNode;
@@ -151,7 +156,6 @@ typedef struct IrChirality {
     SrcLoc loc;         /* of the chirality block, for notes */
 } IrChirality;
 
-typedef enum IrLoss { IR_LOSS_NONE, IR_LOSS_MSE, IR_LOSS_L1, IR_LOSS_MPJPE, IR_LOSS_CROSS_ENTROPY } IrLoss;
 typedef enum IrOptim { IR_OPTIM_ADAM, IR_OPTIM_SGD } IrOptim;
 
 /* The train block, checked and evaluated (every key known, every value in range). */
@@ -178,6 +182,7 @@ typedef struct IrProgram {
     int nnodes;
     IrChirality cfg;
     IrTrain train;
+    bool training;      /* compiled for training: pass_autodiff adds loss and gradients */
 } IrProgram;
 
 IrProgram *ir_program_new(Arena *a, Diag *d);
@@ -355,5 +360,18 @@ long ir_run_output_size(const IrRun *r, int i); /* batch * time * feat */
 /* A whole declaration's T, frame by frame (identity for an invariant output):
  * y = T x for `batch * time` frames. y must not alias x. */
 void ir_decl_apply(const IrDecl *d, const double *x, double *y, long frames);
+
+/* Training graphs (interp_grad.c; docs/design.md "Training graph"): the runs
+ * above also execute target, loss, grad and pgrad nodes. ir_run_target: the
+ * label of output i, [batch][time][feat] like the output (feat 1, the class
+ * index, for a class output), filled before ir_run_forward like an input;
+ * ir_run_target_time: its frames. ir_run_grad: IrParams.size doubles in the
+ * layout of the parameters; every run zeroes it and each pgrad node writes its
+ * node's entries (running statistics and held-at-zero weights stay zero).
+ * ir_run_loss: the loss of the last run (NaN without a loss node). */
+double *ir_run_target(IrRun *r, int i);
+int ir_run_target_time(IrRun *r, int i);
+const double *ir_run_grad(IrRun *r);
+double ir_run_loss(const IrRun *r);
 
 #endif

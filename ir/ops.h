@@ -16,6 +16,7 @@
 #define OPF_TRIVIAL_IN 0x20 /* the input must have the trivial (invariant) type */
 #define OPF_SOURCE     0x40 /* no inputs: a program input */
 #define OPF_SINK       0x80 /* a program output */
+#define OPF_TRAIN      0x100 /* made by autodiff for the training graph (docs/design.md "Training graph") */
 
 #define IR_OPS(X)                                                               \
     X(INPUT,     "input",     0, 0,         OPF_SOURCE)                         \
@@ -36,7 +37,11 @@
     X(FLATTEN,   "flatten",   1, 1,         OPF_SEQ_IN)                         \
     X(LSTM,      "lstm",      1, 2,         OPF_PARAMS | OPF_SEQ_IN | OPF_RECURRENT) \
     X(GRU,       "gru",       1, 2,         OPF_PARAMS | OPF_SEQ_IN | OPF_RECURRENT) \
-    X(SOFTMAX,   "softmax",   1, 1,         OPF_KEEPS_TYPE | OPF_TRIVIAL_IN)
+    X(SOFTMAX,   "softmax",   1, 1,         OPF_KEEPS_TYPE | OPF_TRIVIAL_IN) \
+    X(TARGET,    "target",    0, 0,         OPF_TRAIN)                          \
+    X(LOSS,      "loss",      2, 2,         OPF_TRAIN)                          \
+    X(GRAD,      "grad",      1, IR_MAX_IN, OPF_TRAIN)                          \
+    X(PGRAD,     "pgrad",     1, IR_MAX_IN, OPF_TRAIN)
 
 /* Elementwise activation functions. X(ENUM, "name", odd): odd means
  * phi(-x) = -phi(x), the only kind allowed on negated (s = -1) features. */

@@ -125,6 +125,19 @@ static void print_attrs(FILE *out, const IrNode *n) {
         fprintf(out, " hidden=%d layers=%d", a->out, a->layers);
         if (a->p > 0) fprintf(out, " dropout=%g", a->p);
         break;
+    case IR_TARGET:
+        fprintf(out, " io=%d", a->io);
+        break;
+    case IR_LOSS: {
+        static const char *const losses[] = {"none", "mse", "l1", "mpjpe", "cross_entropy"};
+        fprintf(out, " fn=%s", losses[a->loss]);
+        break;
+    }
+    case IR_GRAD:
+    case IR_PGRAD:
+        if (n->op == IR_GRAD) fprintf(out, " wrt=%d", a->wrt);
+        if (a->fwd) fprintf(out, " of=%%%d(%s)", a->fwd->id, ir_op_info[a->fwd->op].name);
+        break;
     default:
         break;
     }

@@ -36,6 +36,70 @@ static void verify_structure(const IrProgram *p, const IrNode **order) {
     if (count != p->nnodes) fail(NULL, "nnodes is %d but the list has %d nodes", p->nnodes, count);
 }
 
+/* ---- the training graph's ops (passes/autodiff.c) ---- */
+
+static bool grad_of_state(const IrNode *n) {
+    const IrNode *f = n->a.fwd;
+    return n->op == IR_GRAD && (f->op == IR_LSTM || f->op == IR_GRU) && n->a.wrt == 1;
+}
+
+static void verify_train_built(const IrProgram *p, const IrNode *n, const IrNode **order) {
+    const IrNode *f = n->a.fwd;
+    switch (n->op) {
+    case IR_TARGET:
+        if (n->a.io < 0 || n->a.io >= p->noutputs) fail(n, "the target of output %d", n->a.io);
+        break;
+    case IR_LOSS:
+        if (n->a.loss == IR_LOSS_NONE) fail(n, "no loss function");
+        if (n->in[1]->op != IR_TARGET) fail(n, "its second operand is a %s, not a target", ir_op_info[n->in[1]->op].name);
+        break;
+    case IR_GRAD:
+    case IR_PGRAD:
+        if (!f || f->id < 0 || f->id >= n->id || order[f->id] != f) fail(n, "of= is not a node defined before it");
+        if (ir_op_has(f->op, OPF_TRAIN) && f->op != IR_LOSS) fail(n, "the gradient of a %s", ir_op_info[f->op].name);
+        if (n->op == IR_PGRAD && !ir_op_has(f->op, OPF_PARAMS)) fail(n, "of=%%%d has no parameters", f->id);
+        if (n->op == IR_GRAD && (n->a.wrt < 0 || n->a.wrt >= f->nin))
+            fail(n, "wrt=%d, but %%%d has %d inputs", n->a.wrt, f->id, f->nin);
+        if (f->op == IR_LOSS && (n->nin != 2 || n->in[0] != f->in[0] || n->in[1] != f->in[1]))
+            fail(n, "the gradient of a loss reads its prediction and target");
+        break;
+    default:
+        break;
+    }
+}
+
+static void verify_train_shape(const IrProgram *p, const IrNode *n) {
+    const IrShape *s = &n->shape;
+    const IrNode *f = n->a.fwd;
+    switch (n->op) {
+    case IR_TARGET: {
+        const IrDecl *d = p->outputs[n->a.io];
+        if (s->time != d->node->shape.time || s->feat != (d->is_class ? 1 : d->feat))
+            fail(n, "[%d x %d] is not the label of output '%s'", s->time, s->feat, d->name);
+        break;
+    }
+    case IR_LOSS:
+        if (s->time != IR_NO_TIME || s->feat != 1) fail(n, "a loss is one number");
+        if (n->in[0]->shape.time != n->in[1]->shape.time) fail(n, "prediction and target differ in frames");
+        break;
+    case IR_GRAD:
+        if (grad_of_state(n)) {
+            const IrNode *x = f->in[1];
+            int w = (x->a.layers > 0 ? x->a.layers : 1) * x->shape.feat * (x->op == IR_LSTM ? 2 : 1);
+            if (s->time != IR_NO_TIME || s->feat != w) fail(n, "not the shape of %%%d's final states", x->id);
+        } else if (s->time != f->in[n->a.wrt]->shape.time || s->feat != f->in[n->a.wrt]->shape.feat) {
+            fail(n, "[%d x %d], but the tensor it is the gradient of has [%d x %d]", s->time, s->feat,
+                 f->in[n->a.wrt]->shape.time, f->in[n->a.wrt]->shape.feat);
+        }
+        break;
+    case IR_PGRAD:
+        if (s->time != IR_NO_TIME || s->feat != 0) fail(n, "a parameter gradient is not a tensor: [- x 0]");
+        break;
+    default:
+        break;
+    }
+}
+
 static void verify_built(const IrProgram *p, const IrNode **order) {
     ir_foreach(p, n) {
         if ((unsigned)n->op >= IR_NUM_OPS) fail(NULL, "node at position %d has op %d", n->id, (int)n->op);
@@ -60,6 +124,12 @@ static void verify_built(const IrProgram *p, const IrNode **order) {
         case IR_LSTM:
         case IR_GRU:
             if (n->nin == 2 && n->in[1]->op != n->op) fail(n, "init= is a %s", ir_op_info[n->in[1]->op].name);
+            break;
+        case IR_TARGET:
+        case IR_LOSS:
+        case IR_GRAD:
+        case IR_PGRAD:
+            verify_train_built(p, n, order);
             break;
         case IR_ACT:
             if ((unsigned)n->a.act >= IR_NUM_ACTS || (unsigned)n->a.act_neg >= IR_NUM_ACTS ||
@@ -95,7 +165,7 @@ static void verify_decl_shape(const IrNode *n, const IrDecl *d) {
 static void verify_shapes(const IrProgram *p) {
     ir_foreach(p, n) {
         const IrShape *s = &n->shape;
-        if (s->feat <= 0) fail(n, "width %d", s->feat);
+        if (s->feat <= 0 && n->op != IR_PGRAD) fail(n, "width %d", s->feat);
         if (s->time != IR_NO_TIME && s->time <= 0) fail(n, "time %d", s->time);
         const IrNode *x = n->nin ? n->in[0] : NULL;
         if (x && ir_op_has(n->op, OPF_SEQ_IN) && x->shape.time == IR_NO_TIME)
@@ -159,6 +229,12 @@ static void verify_shapes(const IrProgram *p) {
             if (x->shape.time != IR_NO_TIME) fail(n, "its input has a time axis");
             if (s->time != n->a.frames) fail(n, "time %d, but repeats %d frames", s->time, n->a.frames);
             break;
+        case IR_TARGET:
+        case IR_LOSS:
+        case IR_GRAD:
+        case IR_PGRAD:
+            verify_train_shape(p, n);
+            break;
         case IR_FLATTEN:
             if (s->time != IR_NO_TIME || s->feat != x->shape.time * x->shape.feat)
                 fail(n, "[%d x %d] is not the flattening of [%d x %d]", s->time, s->feat, x->shape.time,
@@ -186,6 +262,10 @@ static void verify_types(const IrProgram *p) {
             break;
         case IR_INVARIANT:
             if (!ir_chi_is_trivial(c)) fail(n, "the result of an invariance layer is not trivial");
+            break;
+        case IR_GRAD: /* a gradient transforms like its tensor (T is orthogonal) */
+            if (!grad_of_state(n) && !ir_chi_equal(c, &n->a.fwd->in[n->a.wrt]->chi))
+                fail(n, "its type differs from the type of the tensor it is the gradient of");
             break;
         case IR_INPUT:
         case IR_OUTPUT: {

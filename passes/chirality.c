@@ -263,6 +263,11 @@ bool pass_chirality_node(IrProgram *p, IrNode *n) {
         n->shape.feat = x->shape.feat;
         n->chi = x->chi;
         return true;
+    case IR_TARGET: /* the training graph: autodiff sets its nodes' types itself */
+    case IR_LOSS:
+    case IR_GRAD:
+    case IR_PGRAD:
+        return true;
     case IR_NUM_OPS:
         break;
     }

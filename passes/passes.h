@@ -38,6 +38,12 @@ void pass_print_counts(FILE *out, const IrProgram *p);
 typedef struct PassTotals { IrCount total[IR_NUM_COUNTS]; } PassTotals;
 PassTotals pass_totals(const IrProgram *p);
 
+/* ---- autodiff.c: the training graph (docs/design.md "Training graph") ------------ */
+/* When p->training: the loss's target and loss nodes, and in reverse order the
+ * grad nodes of every tensor the loss depends on through parameters and the
+ * pgrad nodes of every layer's folded parameters. Otherwise nothing. */
+bool pass_autodiff(IrProgram *p);
+
 /* ---- pipeline.c: the passes in order ---------------------------------------------- */
 extern const Pass pass_list[];
 extern const int pass_count_of_list;

@@ -9,6 +9,7 @@ const Pass pass_list[] = {
     {"legalize", pass_legalize, IR_STAGE_TYPED},     /* odd activations on negated features */
     {"invariance", pass_invariance, IR_STAGE_TYPED}, /* trivial types where ops need them */
     {"count", pass_count, IR_STAGE_TYPED},           /* parameters and multiply-adds */
+    {"autodiff", pass_autodiff, IR_STAGE_TYPED},     /* training: loss and gradients */
 };
 const int pass_count_of_list = (int)(sizeof pass_list / sizeof pass_list[0]);
 

@@ -225,6 +225,11 @@ static bool shape_node(IrProgram *p, IrNode *n) {
         s->time = IR_NO_TIME;
         s->feat = x->time * x->feat;
         return true;
+    case IR_TARGET: /* the training graph: autodiff sets its nodes' shapes itself */
+    case IR_LOSS:
+    case IR_GRAD:
+    case IR_PGRAD:
+        return true;
     case IR_NUM_OPS:
         break;
     }

@@ -46,6 +46,11 @@ const char *rt_shape_str(const RtArray *a, char *buf, size_t n);
 /* ---- npy.c, npz.c: NumPy files (npz: stored and deflated members, via libzip) ------- */
 bool rt_npy_read(const char *path, RtArray *out, RtError *e);
 bool rt_npy_write(const char *path, const RtArray *a, RtError *e); /* atomic */
+/* The same from bytes in memory; label names them in errors ("data.npz: array 'x'"). */
+bool rt_npy_read_mem(const char *label, const void *buf, size_t len, RtArray *out, RtError *e);
+/* The .npy 1.0 preamble and header for a (padded to 64 bytes) into buf (256 bytes are
+ * enough); returns its length, or 0 when a cannot be written (strings). */
+size_t rt_npy_header(const RtArray *a, char *buf, size_t n);
 typedef struct RtNpz {
     char *path;
     int n;
@@ -60,6 +65,7 @@ void rt_npz_free(RtNpz *z);
 const RtArray *rt_npz_get(const RtNpz *z, const char *name, RtDtype want, int ndim,
                           const int64_t *shape, RtError *e);
 bool rt_npz_write(const char *path, const RtArray *arrays, int n, RtError *e); /* atomic, stored */
+bool rt_npz_read_mem(const char *label, const void *buf, size_t len, RtNpz *out, RtError *e);
 
 /* ---- atomic.c: files that appear whole or not at all ------------------------------- */
 /* Opens PATH.tmp.XXXXXX beside path; rt_atomic_commit fsyncs, closes and renames it;
@@ -93,6 +99,8 @@ typedef struct RtSafetensors {
 bool rt_safetensors_read(const char *path, RtSafetensors *out, RtError *e);
 void rt_safetensors_free(RtSafetensors *s);
 const char *rt_safetensors_meta(const RtSafetensors *s, const char *key);
+bool rt_safetensors_read_mem(const char *label, const void *buf, size_t len, RtSafetensors *out,
+                             RtError *e);
 
 /* ---- rng.c: counter-based random numbers (the same on CPU and GPU) ----------------- */
 /* Philox-style: a pure function of (seed, stream, counter), so any element of any
@@ -102,5 +110,345 @@ double rt_rng_uniform(uint64_t seed, uint64_t stream, uint64_t counter);   /* [0
 double rt_rng_normal(uint64_t seed, uint64_t stream, uint64_t counter);
 /* A seeded permutation of 0..n-1 (Fisher-Yates driven by rt_rng_u64). */
 void rt_rng_permutation(uint64_t seed, uint64_t stream, int64_t *perm, int64_t n);
+/* The Philox4x32-10 block function (Salmon et al. 2011, as in Random123 and cuRAND).
+ * rt_rng_u64(seed, stream, counter) is out[0] | out[1] << 32 for key {seed lo, seed hi}
+ * and ctr {counter lo, counter hi, stream lo, stream hi}. */
+void rt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+
+/* ---- optim.c: optimisers and schedules (PyTorch semantics, one flat buffer) ------- */
+typedef enum RtOptimKind { RT_OPTIM_SGD, RT_OPTIM_ADAM } RtOptimKind;
+typedef struct RtOptimCfg {
+    RtOptimKind kind;
+    double momentum;              /* SGD: v = momentum v + g; p -= lr v (no dampening) */
+    double beta1, beta2, eps;     /* Adam: eps 1e-8 as torch.optim.Adam */
+    double weight_decay;          /* L2 as PyTorch: g += weight_decay p, before the update */
+    bool amsgrad;                 /* Adam: torch's amsgrad=True (VideoPose3D uses it) */
+} RtOptimCfg;
+typedef struct RtOptim {
+    RtOptimCfg cfg;
+    int64_t n;          /* parameters */
+    float *state;       /* rt_optim_state_len floats: SGD v[n]; Adam m[n], v[n] (+ vmax[n]) */
+    int64_t step;       /* steps taken (Adam's bias correction); checkpoints save it */
+} RtOptim;
+int64_t rt_optim_state_len(const RtOptimCfg *cfg, int64_t n);
+void rt_optim_init(RtOptim *o, const RtOptimCfg *cfg, int64_t n);   /* zero state, step 0 */
+void rt_optim_free(RtOptim *o);
+/* One step over the flat parameters p[n] with gradient g[n] (g is not modified) at the
+ * learning rate lr (from rt_lr_at_epoch). Arithmetic in double, stored in float. */
+void rt_optim_step(RtOptim *o, float *p, const float *g, double lr);
+/* VideoPose3D's exponential decay: epoch e (0-based) trains at lr * decay^e. */
+double rt_lr_at_epoch(double lr, double decay, int epoch);
+/* torch.nn.utils.clip_grad_norm_: the global L2 norm of g (accumulated in double) is
+ * returned; if max_norm > 0, g is scaled by min(1, max_norm / (norm + 1e-6)). */
+double rt_clip_grad_norm(float *g, int64_t n, double max_norm);
+/* VideoPose3D's BN momentum (run.py): epoch e (0-based) of `epochs` trains with
+ * initial * (final/initial)^(e / epochs), i.e. 0.1 in the first epoch, decaying
+ * exponentially towards (never reaching) 0.001. Momentum in PyTorch's sense:
+ * running = (1 - m) running + m batch. */
+#define RT_BN_MOMENTUM_INITIAL 0.1
+#define RT_BN_MOMENTUM_FINAL 0.001
+double rt_bn_momentum_at_epoch(double initial, double final, int epoch, int epochs);
+
+/* ---- loss.c: losses, value and gradient w.r.t. the prediction ----------------------- */
+/* y, t, grad are [rows, nfeat] (rows = batch x frames). Each returns the loss (sums in
+ * double) and, if grad != NULL, writes d loss / d y. Definitions (the interpreter's too):
+ *   mse   mean over rows and features of (y - t)^2
+ *   l1    mean |y - t| (gradient sign(y - t), 0 where equal)
+ *   mpjpe mean over rows and joints of ||y_j - t_j||_2, features joint-major
+ *         (nfeat = njoints * ncoords; gradient 0 where the distance is 0)
+ *   cross_entropy  mean over rows of -log softmax(y)[t], t an int64 class index in
+ *         [0, nfeat) (check labels with rt_check_labels first). */
+typedef enum RtLossKind { RT_LOSS_MSE, RT_LOSS_L1, RT_LOSS_MPJPE, RT_LOSS_CROSS_ENTROPY } RtLossKind;
+double rt_loss_mse(const float *y, const float *t, int64_t rows, int64_t nfeat, float *grad);
+double rt_loss_l1(const float *y, const float *t, int64_t rows, int64_t nfeat, float *grad);
+double rt_loss_mpjpe(const float *y, const float *t, int64_t rows, int64_t njoints, int ncoords, float *grad);
+double rt_loss_cross_entropy(const float *y, const int64_t *t, int64_t rows, int64_t nclass, float *grad);
+/* Dispatch: t is float* (int64_t* for cross_entropy); ncoords only for mpjpe. */
+double rt_loss(RtLossKind k, const float *y, const void *t, int64_t rows, int64_t nfeat, int ncoords,
+               float *grad);
+const char *rt_loss_name(RtLossKind k);   /* "mse", ... */
+/* Every label in [0, nclass): "data.npz: array 'labels': label 9 at index 17 is outside
+ * [0, 8)" with what = "data.npz: array 'labels'". */
+bool rt_check_labels(const int64_t *t, int64_t n, int64_t nclass, const char *what, RtError *e);
+
+/* ---- metric.c: evaluation metrics ----------------------------------------------------- */
+/* Each returns the mean over its `rows` (batch x frames) poses, so batches combine as a
+ * rows-weighted mean. Poses are [rows, njoints * ncoords], joint-major. Results are in
+ * the data's units: the CMU data are in metres, so the eval command multiplies MPJPE and
+ * P-MPJPE by RT_METRES_TO_MM to report millimetres as the literature does. */
+#define RT_METRES_TO_MM 1000.0
+double rt_metric_mpjpe(const float *y, const float *t, int64_t rows, int64_t njoints, int ncoords);
+/* Per pose: the similarity transform (scale, rotation, translation) that best maps the
+ * prediction onto the target in least squares (SVD of the ncoords x ncoords
+ * cross-covariance, LAPACKE_dgesvd), a proper rotation only (det +1, the sign fixed as
+ * VideoPose3D's p_mpjpe does, so a mirrored prediction is NOT undone); then MPJPE.
+ * ncoords in 1..3. */
+double rt_metric_p_mpjpe(const float *y, const float *t, int64_t rows, int64_t njoints, int ncoords);
+/* PCK@thr: the fraction of joints with ||y_j - t_j|| <= thr * scale. RT_PCK_ABS: scale 1
+ * (thr in data units, e.g. 0.15 m for 3D PCK@150mm). RT_PCK_BBOX: scale = the longest
+ * side of the target pose's axis-aligned bounding box (per pose and frame), the
+ * normalisation of the Penn Action forecasting papers: PCK@0.05 is RT_PCK_BBOX, 0.05. */
+typedef enum RtPckNorm { RT_PCK_ABS, RT_PCK_BBOX } RtPckNorm;
+double rt_metric_pck(const float *y, const float *t, int64_t rows, int64_t njoints, int ncoords, double thr,
+                     RtPckNorm norm);
+/* Top-k accuracy of logits y [rows, nclass] against labels t: a row counts if its label
+ * ranks among the first k by descending score, ties broken by the lower class index
+ * (a stable argsort), so the result is deterministic. */
+double rt_metric_topk(const float *y, const int64_t *t, int64_t rows, int64_t nclass, int k);
+
+/* ---- batch.c: samples, the seeded shuffle, batches and the mirror augmentation --------- */
+/* The chirality transform of one frame: (T x)_f = sign[f] * x[partner[f]], f < nfeat.
+ * partner == NULL: the identity (trivial type, class targets). */
+typedef struct RtMirror {
+    const int32_t *partner;
+    const float *sign;
+    int64_t nfeat;
+} RtMirror;
+/* dst[fr*nfeat + f] = T(src frame fr); dst and src must not overlap. */
+void rt_mirror_frames(const RtMirror *m, const float *src, float *dst, int64_t frames);
+/* partner an involution within [0, nfeat), sign +-1 and equal on partners. */
+bool rt_mirror_check(const RtMirror *m, const char *what, RtError *e);
+
+/* A dataset, read-only views of the caller's arrays. Two kinds:
+ * - sequences: x [F, x_feat] and y [F, y_feat] (or y_class [F]) frame by frame, clips
+ *   [clip_start[c], clip_start[c+1]). As VideoPose3D's ChunkedGenerator: each clip of
+ *   L frames is cut into ceil(L / t_out) output windows of t_out frames, centred on the
+ *   clip (offset (n*t_out - L) / 2); a sample's input is its output window widened by
+ *   pad_l = (rf-1)/2 frames before and rf-1-pad_l after (t_in = t_out + rf - 1 frames);
+ *   frames outside the clip replicate its first / last frame ('edge' padding), for the
+ *   input and the target alike. With t_out = 1 every frame is one sample.
+ * - windows: x [N, x_frames, x_feat], y [N, y_frames, y_feat] or y_class [N, y_frames]:
+ *   sample i is row i. */
+typedef struct RtDataset {
+    bool sequences;
+    int64_t nsamples;
+    const float *x;
+    int64_t x_frames, x_feat;   /* per sample (sequences: x_frames = t_in) */
+    const float *y;             /* float targets, or NULL */
+    const int64_t *y_class;     /* class targets, or NULL */
+    int64_t y_frames, y_feat;   /* per sample; y_feat = 1 for class targets */
+    /* sequences only */
+    const int64_t *clip_start;
+    int64_t nclips, t_out, rf;
+    int64_t *win_clip, *win_start;  /* per sample: its clip and first output frame (may be < start) */
+} RtDataset;
+/* nframes = F; clip_start [nclips + 1] must start at 0, never decrease and end at F
+ * (else an error naming `what`, e.g. "train.npz: array 'clip_start'"). */
+bool rt_dataset_sequences(RtDataset *d, const float *x, int64_t x_feat, const float *y, const int64_t *y_class,
+                          int64_t y_feat, int64_t nframes, const int64_t *clip_start, int64_t nclips,
+                          int64_t t_out, int64_t rf, const char *what, RtError *e);
+void rt_dataset_windows(RtDataset *d, const float *x, int64_t n, int64_t x_frames, int64_t x_feat, const float *y,
+                        const int64_t *y_class, int64_t y_frames, int64_t y_feat);
+void rt_dataset_free(RtDataset *d);
+/* One sample, unmirrored: x_out [x_frames * x_feat], and y_out [y_frames * y_feat] or
+ * cls_out [y_frames] (either may be NULL). */
+void rt_dataset_sample(const RtDataset *d, int64_t i, float *x_out, float *y_out, int64_t *cls_out);
+
+/* Random streams of the training loop (rt_rng_*'s `stream`): the epoch is in the low 32 bits. */
+#define RT_STREAM_SHUFFLE (UINT64_C(1) << 32)
+#define RT_STREAM_MIRROR (UINT64_C(2) << 32)
+/* The sample order of an epoch: a permutation of 0..n-1 from (seed, epoch), or 0..n-1
+ * when !shuffle. */
+void rt_batch_order(uint64_t seed, int epoch, bool shuffle, int64_t *order, int64_t n);
+int64_t rt_batch_count(int64_t n, int64_t batch);   /* ceil: the last batch may be short */
+typedef struct RtAugment {
+    double mirror_p;            /* 0: off */
+    RtMirror in, out;           /* T_in for x, T_out for float y; class targets unchanged */
+} RtAugment;
+/* Whether sample i is mirrored in this epoch: uniform(seed, RT_STREAM_MIRROR | epoch, i) < p.
+ * A pure function of (seed, epoch, sample): independent of the batch order. */
+bool rt_mirror_drawn(double p, uint64_t seed, int epoch, int64_t i);
+/* Fills a batch of the samples idx[0..b) (a slice of the epoch order): x [b, x_frames *
+ * x_feat], y [b, y_frames * y_feat] or cls [b, y_frames]; aug may be NULL (its mirrors
+ * have nfeat = x_feat and y_feat). mirrored[k] (may be NULL): whether sample k was. */
+void rt_batch_fill(const RtDataset *d, const int64_t *idx, int64_t b, const RtAugment *aug, uint64_t seed,
+                   int epoch, float *x, float *y, int64_t *cls, bool *mirrored);
+
+/* ---- progress.c: the terminal and the CSV log ------------------------------------------ */
+double rt_now(void);    /* monotonic seconds */
+typedef struct RtProgress {
+    FILE *out;
+    bool tty;           /* a bar redrawn with \r; else nothing until the epoch's line */
+    int epoch, epochs;  /* 1-based for display */
+    int64_t total, done;
+    double t0, last_draw;
+    int width;          /* characters of the last bar drawn, to clear it */
+} RtProgress;
+/* tty: 1 or 0 to force, -1 to ask isatty(fileno(out)). */
+void rt_progress_begin(RtProgress *p, FILE *out, int tty, int epoch, int epochs, int64_t total);
+/* done of total batches; redraws at most 10 times a second (and at the end), with the
+ * running loss and the ETA of the epoch. */
+void rt_progress_update(RtProgress *p, int64_t done, double loss);
+/* Clears the bar and prints one line (the epoch's summary), on TTYs and elsewhere alike. */
+void rt_progress_end(RtProgress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* One row per epoch: epoch,lr,train_loss,val_loss,<metric names...>,seconds. The whole
+ * file is rewritten atomically after each row (tmp + rename; epochs are few), so a run
+ * killed at any moment leaves a valid CSV of whole rows. NaN values are empty fields. */
+typedef struct RtCsvLog {
+    char *path;
+    int nmetrics;
+    char *text;         /* the file's contents so far */
+    size_t len, cap;
+} RtCsvLog;
+/* Starts the log. keep_epochs > 0 (a resumed run): rows of an existing file with the
+ * same header and epoch <= keep_epochs are kept, so the resumed log has no repeats;
+ * otherwise the file starts afresh. Writes the header (or the kept rows) at once. */
+bool rt_csv_open(RtCsvLog *l, const char *path, const char *const *metric_names, int nmetrics, int keep_epochs,
+                 RtError *e);
+bool rt_csv_row(RtCsvLog *l, int epoch, double lr, double train_loss, double val_loss, const double *metrics,
+                double seconds, RtError *e);
+void rt_csv_close(RtCsvLog *l);
+
+/* ---- cmu.c: the CMU-derived task data ---------------------------------------------- */
+/* Task data derived from data/cmu17.npz (real CMU motion capture, 17 Human3.6M joints,
+ * metres, world y up, floor y = 0): 2D->3D lifting pairs seen by virtual cameras, 2D
+ * forecasting windows and 2D action windows. See data/README.md.
+ *
+ * Camera coordinates are x right, y down, z forward (right-handed, as OpenCV and
+ * Human3.6M). Mirroring the scene through the camera's vertical plane (the one holding
+ * the optical axis) then negates camera x, and with the principal point at the image
+ * centre it negates the normalised u: the chirality transform of the derived data. */
+#define RT_CMU_JOINTS 17
+#define RT_CMU_CAMERAS 4
+#define RT_CMU_IMAGE 1000       /* image width and height in pixels */
+typedef struct RtCmuCamera {
+    double R[3][3];             /* rows: the camera's x, y, z axes in rig coordinates */
+    double t[3];                /* X_cam = R X_rig + t */
+    double fx, fy, cx, cy;      /* pixels */
+} RtCmuCamera;
+/* A camera at eye looking at target (rig coordinates, y up); intrinsics left alone. */
+void rt_cmu_look_at(RtCmuCamera *c, const double eye[3], const double target[3]);
+/* Camera coordinates (metres) and VideoPose3D's screen-normalised 2D (u / w * 2 - 1,
+ * v / w * 2 - h / w) of a rig point in a w x h image. False when the point is less
+ * than 1 cm in front of the camera. */
+bool rt_cmu_project(const RtCmuCamera *c, double w, double h, const double p[3], double xyz[3],
+                    double uv[2]);
+/* The 4 cameras for a seed: azimuths 45, 135, 225, 315 degrees (+-5, measured from +z
+ * towards +x) around the rig origin (a clip's mean root on the floor), 4.5-5.5 m away,
+ * 1.5-1.7 m high, looking at (0, target_height, 0); focal 1140-1150 px, square pixels,
+ * principal point at the image centre. */
+void rt_cmu_rig(uint64_t seed, double target_height, RtCmuCamera cams[RT_CMU_CAMERAS]);
+
+/* The input, viewed in place (in an RtNpz or a test's own buffers). */
+typedef struct RtCmu {
+    const char *path;                   /* for error messages */
+    int64_t nframes, nclips, nactions;
+    const float *pos;                   /* [nframes, 17, 3] world positions, metres */
+    const int64_t *clip_start;          /* [nclips + 1] */
+    const int64_t *clip_action;         /* [nclips], < nactions */
+    const int64_t *clip_split;          /* [nclips] 0 train, 1 test: the source folders */
+    const int64_t *clip_split_balanced; /* [nclips]; NULL: none (only the source split) */
+    const int64_t *clip_extra;          /* [nclips] 1 for walking_extra; NULL: none */
+    char *const *action_names;          /* [nactions] */
+} RtCmu;
+/* Views z's arrays, checked (shapes, dtypes, clip_start ascending from 0 to the frame
+ * count, labels in range, splits 0/1); the error names the file and array. */
+bool rt_cmu_from_npz(const RtNpz *z, RtCmu *out, RtError *e);
+
+typedef enum RtCmuTask { RT_CMU_LIFTING, RT_CMU_FORECAST, RT_CMU_ACTION } RtCmuTask;
+typedef struct RtCmuOptions {
+    RtCmuTask task;
+    uint64_t seed;      /* the camera rig */
+    bool balanced;      /* clip_split_balanced (the default) or the source's clip_split */
+    bool no_extra;      /* leave out the walking_extra clips */
+    int past, future;   /* forecast: observed and predicted frames (10, 10) */
+    int frames;         /* action: window length (32) */
+    int stride;         /* forecast (5) and action (16): frames between window starts */
+} RtCmuOptions;
+void rt_cmu_defaults(RtCmuOptions *o, RtCmuTask task);
+/* The arrays of one split (0 train, 1 test), named as the examples' inputs and outputs
+ * (pose2d, pose3d, observed, predicted, action) plus the cameras and bookkeeping; the
+ * sequences are (clip, camera) pairs in clip-major order. An empty split is an error. */
+bool rt_cmu_derive(const RtCmu *d, const RtCmuOptions *o, int split, RtArray **arrays, int *n,
+                   RtError *e);
+void rt_cmu_arrays_free(RtArray *arrays, int n);
+
+/* ---- model.h: what a compiled model gives the runtime -------------------------------- */
+/* The ABI between the code chiralc generates (codegen/emit_c.c, later the LLVM and CUDA
+ * backends) and libchiralrt: the generated file defines one RtModel and the function
+ * rt_model_get() that returns it. Everything is float32; arrays are C order.
+ * Tensors of one sample are [frames][features] (frames 0: no time axis: [features]);
+ * a batch puts `batch` samples one after the other. docs/kernel-ir.md has the details. */
+#define RT_MODEL_ABI 1
+
+typedef struct RtModelIo {
+    const char *name;
+    int frames;               /* 0: no time axis */
+    int features;
+    const int32_t *partner;   /* the chirality transform (as RtMirror); NULL: trivial */
+    const float *sign;
+    bool is_class;            /* class(N) scores: targets are class indices */
+    bool invariant;
+    int joints, coords;       /* skeleton tensors: features = joints * coords; else 0, 0 */
+} RtModelIo;
+
+/* One folded parameter (or running statistic): `count` floats at `offset` of the flat
+ * params (or state) buffer, shape [rows, cols] (cols == 1: a vector, ndim 1). */
+typedef struct RtModelParam {
+    const char *name;         /* "%3 conv1d h.A.tap0", unique */
+    int64_t offset, count;
+    int ndim;
+    int64_t shape[2];
+} RtModelParam;
+
+typedef enum RtMode { RT_MODE_INFERENCE, RT_MODE_TRAINING } RtMode;
+
+/* One execution of a model function. The caller owns every buffer. */
+typedef struct RtExec {
+    int64_t batch;
+    RtMode mode;
+    const float *params;      /* RtModel.params_size */
+    float *state;             /* RtModel.state_size: batchnorm running statistics; training
+                                 forward updates them */
+    float *prep;              /* RtModel.prep_size: derived inference weights; prepare()
+                                 fills them from params and state, forward (inference) reads */
+    const float *const *inputs;   /* [ninputs]: batch * frames * features each */
+    float *const *outputs;        /* [noutputs] */
+    const void *const *targets;   /* [noutputs]: float, or int64 class indices (backward) */
+    float *grads;                 /* RtModel.params_size (backward) */
+    float *arena;             /* arena_per_sample * batch + arena_fixed floats */
+    /* dropout (training): mask element k of draw `stream` is
+     * rt_rng_uniform(dropout_seed, (step << 32) | stream, k) >= p; dropout == false: off */
+    bool dropout;
+    uint64_t dropout_seed, step;
+    double bn_momentum;       /* < 0: each batchnorm's own momentum */
+} RtExec;
+
+/* The train block of the model, as written (the runtime's defaults where not). */
+typedef struct RtModelTrain {
+    const char *loss;         /* "mse", "l1", "mpjpe", "cross_entropy", or "" */
+    int loss_output;          /* index into outputs, -1 without a loss */
+    const char *optimizer;    /* "adam" or "sgd" */
+    double lr, beta1, beta2, momentum, decay, weight_decay, clip;
+    int batch, epochs;
+    double mirror;            /* augment mirror(p); 0: off */
+} RtModelTrain;
+
+typedef struct RtModel RtModel;
+struct RtModel {
+    int abi;                  /* RT_MODEL_ABI */
+    const char *name;
+    const char *fingerprint;  /* of the compiled graph: a checkpoint of another model differs */
+    const char *options;      /* compilation options, e.g. "fold" or "no-fold baseline" */
+    int ninputs, noutputs;
+    const RtModelIo *inputs, *outputs;   /* targets: one per output, shaped like it */
+    int nparams;
+    const RtModelParam *params;
+    int64_t params_size;
+    int nstate;
+    const RtModelParam *state;
+    int64_t state_size, prep_size;
+    int64_t arena_per_sample, arena_fixed;
+    RtModelTrain train;
+    /* Deterministic initial parameters and statistics from a seed (blocks N(0, 1/fan_in),
+     * biases N(0, 0.01), gamma 1, beta 0, running mean 0 and variance 1). */
+    void (*init)(const RtModel *m, float *params, float *state, uint64_t seed);
+    void (*prepare)(const RtModel *m, RtExec *x);
+    void (*forward)(const RtModel *m, RtExec *x);  /* by x->mode */
+    void (*backward)(const RtModel *m, RtExec *x); /* NULL until the training graph is lowered */
+};
+/* Defined by the generated code. */
+const RtModel *rt_model_get(void);
 
 #endif

@@ -22,7 +22,7 @@ expect() { # expect STATUS EXPECTED_STDERR ARGS...
 expect 2 "chiralc: error: unknown command 'compile' (chiralc --help lists the options)" compile "$ex"
 expect 2 "chiralc: error: unknown option '--frobnicate' for 'inspect' (chiralc --help lists the options)" inspect "$ex" --frobnicate
 expect 2 "chiralc: error: option '--after' needs a value (chiralc --help lists the options)" inspect "$ex" --after
-expect 2 "chiralc: error: unknown pass 'fold' for --after (elab, shape, chirality, legalize, invariance, count) (chiralc --help lists the options)" inspect "$ex" --after fold
+expect 2 "chiralc: error: unknown pass 'fold' for --after (elab, shape, chirality, legalize, invariance, count, autodiff) (chiralc --help lists the options)" inspect "$ex" --after fold
 expect 2 "chiralc: error: no model file given (chiralc --help lists the options)" check
 expect 2 "chiralc: error: --layout expects joints or pairs, got 'rows' (chiralc --help lists the options)" check "$ex" --layout rows
 expect 2 "chiralc: error: --neg-ratio expects a number between 0 and 1, got '3/2' (chiralc --help lists the options)" check "$ex" --neg-ratio 3/2

@@ -1,0 +1,65 @@
+/* chiralc/emit.c: `chiralc emit c|kir`: the generated sources.
+ *
+ *   emit c   MODEL.net -o DIR   writes DIR/MODEL.c (atomically), the C backend's file
+ *   emit kir MODEL.net [-o DIR] the kernel IR's text form (stdout, or DIR/MODEL.kir)
+ * Without -o, both print to stdout. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chiralc/cmd.h"
+#include "codegen/codegen.h"
+
+/* DIR/NAME written whole or not at all. */
+static bool write_kir(const CgModel *m, const char *dir) {
+    Arena *a = m->prog->arena;
+    const char *path = arena_printf(a, "%s/%s.kir", dir, m->prog->model);
+    char *tmp = arena_printf(a, "%s/.%s.kir.XXXXXX", dir, m->prog->model);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0) close(fd), unlink(tmp);
+        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+        return false;
+    }
+    (void)fchmod(fd, 0644);
+    kir_print(f, m->k);
+    bool ok = fflush(f) == 0 && !ferror(f);
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+int cmd_emit(IrProgram *p, const EmitOpts *o) {
+    if (o->dir) {
+        struct stat st;
+        if (stat(o->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "%s: error: not a directory (emit -o expects an existing directory)\n", o->dir);
+            return 1;
+        }
+    }
+    CgOptions co = {.no_fold = o->no_fold};
+    CgModel *m = cg_lower(p, &co);
+    if (!m) return 1;
+    if (strcmp(o->target, "kir") == 0) {
+        if (!o->dir) {
+            kir_print(stdout, m->k);
+            return 0;
+        }
+        return write_kir(m, o->dir) ? 0 : 1;
+    }
+    if (!o->dir) {
+        cg_emit_c(stdout, m);
+        return 0;
+    }
+    const char *path = NULL;
+    if (!cg_write_c(m, o->dir, &path)) return 1;
+    printf("wrote %s\n", path);
+    return 0;
+}

@@ -1,0 +1,261 @@
+/* codegen/codegen.h: the back half of the compiler. Prefixes kir_ (the kernel
+ * IR) and cg_ (lowering, planning, backends).
+ *
+ * The kernel IR is the seam between the graph and the machines (docs/kernel-ir.md):
+ * buffers and step lists of GEMM calls and loop kernels. It knows nothing of C:
+ * every backend (C printer, LLVM, CUDA) walks the same structure.
+ * Sections are named after the files that implement them. */
+#ifndef CHIRALC_CODEGEN_H
+#define CHIRALC_CODEGEN_H
+
+#include <stdint.h>
+
+#include "passes/passes.h"
+
+/* ---- kir.c: the kernel IR, its printer and verifier ------------------------------ */
+
+enum {
+    KIR_MAX_DIMS = 4,              /* extents of a loop kernel's index space */
+    KIR_RVAR = KIR_MAX_DIMS,       /* the variable of the reduction axis */
+    KIR_NVARS = KIR_MAX_DIMS + 1,
+    KIR_MAX_TAB = 2,               /* gathered terms in one index */
+};
+
+/* An extent or a GEMM dimension: n, times the runtime batch when `batch`. */
+typedef struct KirDim {
+    long n;
+    bool batch;
+} KirDim;
+
+typedef enum KirBufKind {
+    KIR_BUF_PARAM,   /* the flat folded parameters (trainable) */
+    KIR_BUF_STATE,   /* batchnorm running statistics */
+    KIR_BUF_PREP,    /* derived inference weights, filled by the prepare function */
+    KIR_BUF_INPUT,
+    KIR_BUF_OUTPUT,
+    KIR_BUF_TARGET,
+    KIR_BUF_GRAD,
+    KIR_BUF_TEMP,    /* placed in the arena by the memory plan */
+    KIR_NUM_BUF_KINDS
+} KirBufKind;
+extern const char *const kir_buf_kind_name[KIR_NUM_BUF_KINDS];
+
+/* Elements (float32): per_sample * batch + fixed. A temporary is either
+ * per-sample or fixed, never both. */
+typedef struct KirBuf {
+    const char *name;
+    KirBufKind kind;
+    long per_sample, fixed;
+    int io;          /* input / output / target: its index in the model's table */
+    /* filled by cg_plan for temporaries: the function that uses it, the first
+     * and last step that touch it, and the offset in its arena region */
+    int func, first, last;
+    long offset;
+} KirBuf;
+
+/* A constant table (int indices or float coefficients), gathered by index. */
+typedef struct KirTab {
+    bool is_float;
+    int n;
+    const int *i;
+    const float *f;
+} KirTab;
+
+/* An affine index: off + sum_v coef[v] * var[v] + sum_t coef * table[var].
+ * guard (loads only): the load is 0 unless 0 <= goff + sum gcoef[v]*var[v] < glimit. */
+typedef struct KirTerm {
+    int tab, var;
+    long coef;
+} KirTerm;
+typedef struct KirIndex {
+    int buf;         /* -1: no buffer (an RNG counter) */
+    long off;
+    long coef[KIR_NVARS];
+    int ntab;
+    KirTerm tab[KIR_MAX_TAB];
+    bool guard;
+    long goff, gcoef[KIR_NVARS], glimit;
+} KirIndex;
+
+/* X(ENUM, "name", operands) */
+#define KIR_EXPRS(X)                                                                     \
+    X(CONST, "const", 0) X(LOAD, "load", 0) X(TAB, "tab", 0) X(BATCH, "batch", 0)         \
+    X(MOMENTUM, "momentum", 0) X(DROPMASK, "dropmask", 0)                                \
+    X(NEG, "neg", 1) X(ABS, "abs", 1) X(EXP, "exp", 1) X(EXPM1, "expm1", 1)               \
+    X(LOG, "log", 1) X(SQRT, "sqrt", 1) X(TANH, "tanh", 1) X(ERF, "erf", 1)               \
+    X(SIGMOID, "sigmoid", 1)                                                             \
+    X(ADD, "add", 2) X(SUB, "sub", 2) X(MUL, "mul", 2) X(DIV, "div", 2) X(MIN, "min", 2)  \
+    X(MAX, "max", 2) X(LT, "lt", 2) X(LE, "le", 2) X(GT, "gt", 2) X(GE, "ge", 2)           \
+    X(SELECT, "select", 3) X(SUM, "sum", 1) X(RMAX, "rmax", 1)
+typedef enum KirEop {
+#define X(e, name, k) KIR_E_##e,
+    KIR_EXPRS(X)
+#undef X
+    KIR_NUM_EOPS
+} KirEop;
+extern const char *const kir_eop_name[KIR_NUM_EOPS];
+extern const int kir_eop_arity[KIR_NUM_EOPS];
+
+/* One node of an expression tree. Semantics per op:
+ *   CONST value; LOAD buffer at idx; TAB float value of table `tab` at var `var`;
+ *   BATCH the runtime batch as a number; MOMENTUM the runtime batchnorm momentum,
+ *   `value` when the runtime gives none;
+ *   DROPMASK inverted dropout: u = uniform(seed, (step << 32) | stream, counter idx);
+ *   u >= p ? 1/(1-p) : 0 when dropout is on at run time, 1 when it is off;
+ *   compares give 1 or 0; SELECT(c, a, b) = c != 0 ? a : b;
+ *   SUM / RMAX reduce their operand over the kernel's reduction axis (var KIR_RVAR);
+ *   reductions do not nest. */
+typedef struct KirExpr KirExpr;
+struct KirExpr {
+    KirEop op;
+    KirExpr *a[3];
+    double value;    /* CONST, MOMENTUM; DROPMASK: p */
+    KirIndex idx;    /* LOAD; DROPMASK: the counter (buf -1) */
+    int tab, var;    /* TAB */
+    uint64_t stream; /* DROPMASK */
+};
+
+/* Row-major C[m x n] = alpha op(A) op(B) + beta C, with leading dimensions;
+ * count > 0 (possibly batch-scaled): strided-batched, operand i at + i * stride. */
+typedef struct KirMat {
+    int buf;
+    long off, ld, stride;
+} KirMat;
+typedef struct KirGemm {
+    bool ta, tb;
+    KirDim m, n, k;
+    float alpha, beta;
+    KirMat a, b, c;
+    KirDim count;    /* n == 0: a single GEMM */
+} KirGemm;
+
+/* At every point of the index space (var 0 outermost), the stores run in
+ * order: a later store may load what an earlier one stored at the same point. */
+typedef struct KirStore {
+    KirIndex idx;
+    KirExpr *e;
+} KirStore;
+typedef struct KirLoop {
+    int ndims;
+    KirDim ext[KIR_MAX_DIMS];
+    bool has_red;
+    KirDim red;      /* extent of var KIR_RVAR */
+    KirStore *st;
+    int nst;
+} KirLoop;
+
+typedef enum KirStepKind { KIR_STEP_GEMM, KIR_STEP_LOOP } KirStepKind;
+typedef struct KirStep {
+    KirStepKind kind;
+    const char *label; /* what it computes, for the reader ("%7 conv1d: even GEMM tap 0") */
+    KirGemm g;
+    KirLoop l;
+} KirStep;
+
+/* The functions of a program. prepare: parameters -> derived inference weights,
+ * once after loading; forward_infer / forward_train: one batch. (A later round adds
+ * backward.) */
+typedef enum KirFn { KIR_FN_PREPARE, KIR_FN_INFER, KIR_FN_TRAIN, KIR_NUM_FNS } KirFn;
+extern const char *const kir_fn_name[KIR_NUM_FNS];
+typedef struct KirFunc {
+    KirStep *steps;
+    int nsteps, cap;
+} KirFunc;
+
+typedef struct KirProgram {
+    Arena *arena;
+    KirBuf *bufs;
+    int nbufs, capbufs;
+    KirTab *tabs;
+    int ntabs, captabs;
+    KirFunc fn[KIR_NUM_FNS];
+    /* the memory plan (cg_plan): arena = per_sample * batch + fixed floats */
+    long arena_per_sample, arena_fixed;
+} KirProgram;
+
+KirProgram *kir_program_new(Arena *a);
+int kir_buf(KirProgram *k, const char *name, KirBufKind kind, long per_sample, long fixed);
+/* Tables are shared: the same contents give the same table. */
+int kir_tab_int(KirProgram *k, const int *v, int n);
+int kir_tab_float(KirProgram *k, const float *v, int n);
+/* Elements of buffer b for a batch. */
+long kir_buf_size(const KirProgram *k, int b, long batch);
+
+/* index helpers: kir_ix(buf, off) then set coefficients */
+KirIndex kir_ix(int buf, long off);
+KirIndex *kir_ix_var(KirIndex *x, int var, long coef);
+KirIndex *kir_ix_tab(KirIndex *x, int tab, int var, long coef);
+
+KirExpr *kir_const(KirProgram *k, double v);
+KirExpr *kir_load(KirProgram *k, KirIndex idx);
+KirExpr *kir_tabv(KirProgram *k, int tab, int var);
+KirExpr *kir_batch(KirProgram *k);
+KirExpr *kir_momentum(KirProgram *k, double dflt);
+KirExpr *kir_dropmask(KirProgram *k, double p, uint64_t stream, KirIndex counter);
+KirExpr *kir_un(KirProgram *k, KirEop op, KirExpr *a);
+KirExpr *kir_bin(KirProgram *k, KirEop op, KirExpr *a, KirExpr *b);
+KirExpr *kir_select(KirProgram *k, KirExpr *c, KirExpr *a, KirExpr *b);
+
+/* Steps are appended to function f. kir_loop returns the step for its stores. */
+KirStep *kir_gemm(KirProgram *k, KirFn f, const char *label, const KirGemm *g);
+KirStep *kir_loop(KirProgram *k, KirFn f, const char *label, int ndims, const KirDim *ext);
+void kir_loop_red(KirStep *s, KirDim red);
+void kir_store(KirProgram *k, KirStep *s, KirIndex idx, KirExpr *e);
+
+/* The stable text form (chiralc emit kir). */
+void kir_print(FILE *out, const KirProgram *k);
+/* Structural checks, and every index in bounds for batch 1 and 3 (guarded loads
+ * where the index space is small enough to enumerate). Returns false with a
+ * message in *why (arena-owned) at the first violation. */
+bool kir_verify(const KirProgram *k, const char **why);
+/* Evaluates an index at a point (vars[KIR_NVARS]); for the verifier and tests. */
+long kir_ix_eval(const KirProgram *k, const KirIndex *x, const long *vars);
+long kir_dim(KirDim d, long batch);
+
+/* ---- lower.c: the typed graph (after pass_pipeline) -> the kernel IR ------------- */
+
+typedef struct CgOptions {
+    bool no_fold;    /* dense masked weights W = S_out blockdiag(A, B) Q_in, one GEMM per tap */
+} CgOptions;
+
+/* A lowered model: the kernel IR plus where every folded parameter of the graph
+ * (ir_params_new's entries, in order) lives in the params or state buffer. */
+typedef struct CgModel {
+    IrProgram *prog;
+    CgOptions opts;
+    IrParams *layout;      /* ir_params_new(prog): the entries (its data is unused) */
+    KirProgram *k;
+    long *entry_offset;    /* by entry: offset in params (trainable) or state */
+    bool *entry_state;     /* by entry: lives in the state buffer */
+    long params_size, state_size, prep_size;
+    int params_buf, state_buf, prep_buf;
+    int *input_buf, *output_buf;   /* by declaration index */
+    int *input_frames, *output_frames; /* 0: no time axis */
+    const char *fingerprint;       /* of the typed graph: checkpoint compatibility */
+} CgModel;
+
+/* Returns NULL after reporting a user error through prog->diag. */
+CgModel *cg_lower(IrProgram *prog, const CgOptions *o);
+/* The interpreter's double parameters as the compiled program's float buffers. */
+void cg_params_from_ir(const CgModel *m, const IrParams *w, float *params, float *state);
+/* A fingerprint of the typed graph's text form ("fnv1a64:..."). */
+const char *cg_fingerprint(Arena *a, const IrProgram *p);
+
+/* ---- plan.c: the static memory plan ----------------------------------------------- */
+
+/* Liveness (first and last step of the one function that touches a temporary)
+ * and first-fit offsets, per-sample and fixed regions separately; sets
+ * k->arena_per_sample and k->arena_fixed. */
+void cg_plan(KirProgram *k);
+/* The arena offset of a temporary for a batch: per-sample buffers at
+ * offset * batch, fixed ones after the per-sample region. */
+long cg_plan_address(const KirProgram *k, int b, long batch);
+
+/* ---- emit_c.c: the C backend ---------------------------------------------------------- */
+
+/* One readable C11 file defining the model descriptor (RtModel, runtime/rt.h). */
+void cg_emit_c(FILE *out, const CgModel *m);
+/* Writes DIR/MODEL.c atomically; false after reporting through prog->diag. */
+bool cg_write_c(const CgModel *m, const char *dir, const char **path_out);
+
+#endif

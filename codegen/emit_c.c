@@ -1,0 +1,624 @@
+/* codegen/emit_c.c: the C backend: the kernel IR printed as one readable C11
+ * file that defines the model descriptor of runtime/rt.h (model.h section).
+ *
+ * One C function per kernel IR function; every step is a commented block: a
+ * GEMM is a cblas_sgemm call (OpenBLAS), a loop kernel nested for loops with
+ * its reductions as inner loops (accumulated in double). Buffers are pointers
+ * into the caller's params / state / prep / inputs / outputs / arena, at the
+ * offsets of the memory plan. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+
+typedef struct E {
+    FILE *out;
+    const CgModel *m;
+    const KirProgram *k;
+    const KirExpr *red[16]; /* the reductions of the store being printed */
+    int nred;
+} E;
+
+static const char *const var_c[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
+
+static void dim_c(FILE *out, KirDim d) {
+    if (d.batch) fprintf(out, d.n == 1 ? "N" : "N * %ld", d.n);
+    else fprintf(out, "%ld", d.n);
+}
+
+static void float_c(FILE *out, double v) {
+    if (isinf(v)) {
+        fputs(v > 0 ? "INFINITY" : "(-INFINITY)", out);
+        return;
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    bool dot = strpbrk(buf, ".e") != NULL;
+    fprintf(out, v < 0 ? "(%s%sf)" : "%s%sf", buf, dot ? "" : ".0");
+}
+
+static void affine_c(FILE *out, long off, const long *coef) {
+    fprintf(out, "%ld", off);
+    for (int v = 0; v < KIR_NVARS; v++) {
+        if (!coef[v]) continue;
+        if (coef[v] == 1) fprintf(out, " + %s", var_c[v]);
+        else if (coef[v] == -1) fprintf(out, " - %s", var_c[v]);
+        else fprintf(out, " %c %ld * %s", coef[v] < 0 ? '-' : '+', labs(coef[v]), var_c[v]);
+    }
+}
+
+static void index_c(E *e, const KirIndex *x) {
+    affine_c(e->out, x->off, x->coef);
+    for (int t = 0; t < x->ntab; t++) {
+        if (x->tab[t].coef == 1) fprintf(e->out, " + t%d[%s]", x->tab[t].tab, var_c[x->tab[t].var]);
+        else fprintf(e->out, " + %ld * t%d[%s]", x->tab[t].coef, x->tab[t].tab, var_c[x->tab[t].var]);
+    }
+}
+
+static void expr_c(E *e, const KirExpr *x);
+
+static void call1(E *e, const char *fn, const KirExpr *a) {
+    fprintf(e->out, "%s(", fn);
+    expr_c(e, a);
+    fputc(')', e->out);
+}
+static void infix(E *e, const char *op, const KirExpr *a, const KirExpr *b) {
+    fputc('(', e->out);
+    expr_c(e, a);
+    fprintf(e->out, " %s ", op);
+    expr_c(e, b);
+    fputc(')', e->out);
+}
+static const char *cmp_op(KirEop op) {
+    switch (op) {
+    case KIR_E_LT: return "<";
+    case KIR_E_LE: return "<=";
+    case KIR_E_GT: return ">";
+    case KIR_E_GE: return ">=";
+    default: return NULL;
+    }
+}
+
+static void expr_c(E *e, const KirExpr *x) {
+    FILE *out = e->out;
+    switch (x->op) {
+    case KIR_E_CONST: float_c(out, x->value); return;
+    case KIR_E_LOAD:
+        if (x->idx.guard) {
+            fputs("(0 <= ", out);
+            affine_c(out, x->idx.goff, x->idx.gcoef);
+            fputs(" && ", out);
+            affine_c(out, x->idx.goff, x->idx.gcoef);
+            fprintf(out, " < %ld ? b%d[", x->idx.glimit, x->idx.buf);
+            index_c(e, &x->idx);
+            fputs("] : 0.0f)", out);
+            return;
+        }
+        fprintf(out, "b%d[", x->idx.buf);
+        index_c(e, &x->idx);
+        fputc(']', out);
+        return;
+    case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_c[x->var]); return;
+    case KIR_E_BATCH: fputs("(float)N", out); return;
+    case KIR_E_MOMENTUM:
+        fputs("(x->bn_momentum >= 0 ? (float)x->bn_momentum : ", out);
+        float_c(out, x->value);
+        fputc(')', out);
+        return;
+    case KIR_E_DROPMASK:
+        fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
+        index_c(e, &x->idx);
+        fprintf(out, ", %.17g)", x->value);
+        return;
+    case KIR_E_SUM:
+    case KIR_E_RMAX:
+        for (int i = 0; i < e->nred; i++)
+            if (e->red[i] == x) {
+                fprintf(out, "(float)red%d", i);
+                return;
+            }
+        sup_bug("C backend: a reduction was not hoisted");
+    case KIR_E_NEG: call1(e, "-", x->a[0]); return;
+    case KIR_E_ABS: call1(e, "fabsf", x->a[0]); return;
+    case KIR_E_EXP: call1(e, "expf", x->a[0]); return;
+    case KIR_E_EXPM1: call1(e, "expm1f", x->a[0]); return;
+    case KIR_E_LOG: call1(e, "logf", x->a[0]); return;
+    case KIR_E_SQRT: call1(e, "sqrtf", x->a[0]); return;
+    case KIR_E_TANH: call1(e, "tanhf", x->a[0]); return;
+    case KIR_E_ERF: call1(e, "erff", x->a[0]); return;
+    case KIR_E_SIGMOID: call1(e, "sigmoid", x->a[0]); return;
+    case KIR_E_ADD: infix(e, "+", x->a[0], x->a[1]); return;
+    case KIR_E_SUB: infix(e, "-", x->a[0], x->a[1]); return;
+    case KIR_E_MUL: infix(e, "*", x->a[0], x->a[1]); return;
+    case KIR_E_DIV: infix(e, "/", x->a[0], x->a[1]); return;
+    case KIR_E_MIN:
+    case KIR_E_MAX:
+        fprintf(out, "%s(", x->op == KIR_E_MIN ? "fminf" : "fmaxf");
+        expr_c(e, x->a[0]);
+        fputs(", ", out);
+        expr_c(e, x->a[1]);
+        fputc(')', out);
+        return;
+    case KIR_E_LT:
+    case KIR_E_LE:
+    case KIR_E_GT:
+    case KIR_E_GE:
+        fputc('(', out);
+        infix(e, cmp_op(x->op), x->a[0], x->a[1]);
+        fputs(" ? 1.0f : 0.0f)", out);
+        return;
+    case KIR_E_SELECT:
+        fputc('(', out);
+        if (cmp_op(x->a[0]->op)) infix(e, cmp_op(x->a[0]->op), x->a[0]->a[0], x->a[0]->a[1]);
+        else fputc('(', out), expr_c(e, x->a[0]), fputs(" != 0.0f)", out);
+        fputs(" ? ", out);
+        expr_c(e, x->a[1]);
+        fputs(" : ", out);
+        expr_c(e, x->a[2]);
+        fputc(')', out);
+        return;
+    default: sup_bug("C backend: expression op %d", (int)x->op);
+    }
+}
+
+static void find_reds(E *e, const KirExpr *x) {
+    if (x->op == KIR_E_SUM || x->op == KIR_E_RMAX) {
+        for (int i = 0; i < e->nred; i++)
+            if (e->red[i] == x) return;
+        if (e->nred == (int)(sizeof e->red / sizeof e->red[0])) sup_bug("C backend: too many reductions in one store");
+        e->red[e->nred++] = x;
+        return;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) find_reds(e, x->a[i]);
+}
+
+static void indent(FILE *out, int n) {
+    for (int i = 0; i < n; i++) fputs("    ", out);
+}
+
+static void mat_c(E *e, const KirMat *m, bool batched) {
+    fprintf(e->out, "b%d + %ld", m->buf, m->off);
+    if (batched && m->stride) fprintf(e->out, " + q * %ldL", m->stride);
+    fprintf(e->out, ", %ld", m->ld);
+}
+
+static void step_c(E *e, int i, const KirStep *s) {
+    FILE *out = e->out;
+    fprintf(out, "    /* s%d: %s */\n", i, s->label);
+    if (s->kind == KIR_STEP_GEMM) {
+        const KirGemm *g = &s->g;
+        bool batched = g->count.n > 0;
+        int ind = 1;
+        if (batched) {
+            fputs("    for (int64_t q = 0; q < ", out);
+            dim_c(out, g->count);
+            fputs("; q++)\n", out);
+            ind = 2;
+        }
+        indent(out, ind);
+        fprintf(out, "cblas_sgemm(CblasRowMajor, %s, %s, ", g->ta ? "CblasTrans" : "CblasNoTrans",
+                g->tb ? "CblasTrans" : "CblasNoTrans");
+        dim_c(out, g->m), fputs(", ", out), dim_c(out, g->n), fputs(", ", out), dim_c(out, g->k);
+        fputs(", ", out), float_c(out, g->alpha), fputs(",\n", out);
+        indent(out, ind + 2), mat_c(e, &g->a, batched), fputs(", ", out), mat_c(e, &g->b, batched);
+        fputs(", ", out), float_c(out, g->beta), fputs(", ", out), mat_c(e, &g->c, batched), fputs(");\n", out);
+        return;
+    }
+    const KirLoop *l = &s->l;
+    for (int d = 0; d < l->ndims; d++) {
+        indent(out, d + 1);
+        fprintf(out, "for (int64_t %s = 0; %s < ", var_c[d], var_c[d]);
+        dim_c(out, l->ext[d]);
+        fprintf(out, "; %s++)%s\n", var_c[d], d + 1 == l->ndims ? " {" : "");
+    }
+    int ind = l->ndims + 1;
+    for (int j = 0; j < l->nst; j++) {
+        const KirStore *st = &l->st[j];
+        e->nred = 0;
+        find_reds(e, st->e);
+        for (int r = 0; r < e->nred; r++) {
+            const KirExpr *x = e->red[r];
+            bool sum = x->op == KIR_E_SUM;
+            indent(out, ind);
+            fprintf(out, "double red%d = %s;\n", r, sum ? "0.0" : "-INFINITY");
+            indent(out, ind);
+            fputs("for (int64_t r = 0; r < ", out);
+            dim_c(out, l->red);
+            fputs("; r++) ", out);
+            int saved = e->nred;
+            e->nred = 0; /* the body holds no reductions */
+            if (sum) {
+                fprintf(out, "red%d += ", r);
+                expr_c(e, x->a[0]);
+            } else {
+                fprintf(out, "red%d = fmax(red%d, ", r, r);
+                expr_c(e, x->a[0]);
+                fputc(')', out);
+            }
+            e->nred = saved;
+            fputs(";\n", out);
+        }
+        indent(out, ind);
+        fprintf(out, "b%d[", st->idx.buf);
+        index_c(e, &st->idx);
+        fputs("] = ", out);
+        expr_c(e, st->e);
+        fputs(";\n", out);
+    }
+    indent(out, l->ndims);
+    fputs("}\n", out);
+}
+
+/* ---- buffers of a function ---------------------------------------------------------------- */
+
+static void mark(bool *used, const KirExpr *x) {
+    if (x->op == KIR_E_LOAD) used[x->idx.buf] = true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark(used, x->a[i]);
+}
+
+static bool expr_uses(const KirExpr *x, KirEop op) {
+    if (x->op == op) return true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (expr_uses(x->a[i], op)) return true;
+    return false;
+}
+static bool uses_op(const KirProgram *k, KirEop op) {
+    for (int f = 0; f < KIR_NUM_FNS; f++)
+        for (int i = 0; i < k->fn[f].nsteps; i++) {
+            const KirStep *s = &k->fn[f].steps[i];
+            if (s->kind != KIR_STEP_LOOP) continue;
+            for (int j = 0; j < s->l.nst; j++)
+                if (expr_uses(s->l.st[j].e, op)) return true;
+        }
+    return false;
+}
+
+/* Tables some step reads (the lowering makes every table of a basis; print only these). */
+static void mark_tabs_ix(bool *used, const KirIndex *x) {
+    for (int t = 0; t < x->ntab; t++) used[x->tab[t].tab] = true;
+}
+static void mark_tabs(bool *used, const KirExpr *x) {
+    if (x->op == KIR_E_LOAD || x->op == KIR_E_DROPMASK) mark_tabs_ix(used, &x->idx);
+    if (x->op == KIR_E_TAB) used[x->tab] = true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark_tabs(used, x->a[i]);
+}
+
+static void function_c(E *e, KirFn f) {
+    const KirProgram *k = e->k;
+    const KirFunc *fn = &k->fn[f];
+    FILE *out = e->out;
+    bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
+    bool *written = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
+    memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStep *s = &fn->steps[i];
+        if (s->kind == KIR_STEP_GEMM) {
+            used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
+            written[s->g.c.buf] = true;
+            continue;
+        }
+        for (int j = 0; j < s->l.nst; j++) {
+            used[s->l.st[j].idx.buf] = written[s->l.st[j].idx.buf] = true;
+            mark(used, s->l.st[j].e);
+        }
+    }
+    fprintf(out, "\nstatic void %s(RtExec *x) {\n", kir_fn_name[f]);
+    fputs("    const int64_t N = x->batch;\n    (void)N;\n", out);
+    for (int b = 0; b < k->nbufs; b++) {
+        if (!used[b]) continue;
+        const KirBuf *x = &k->bufs[b];
+        const char *cq = written[b] ? "" : "const ";
+        fprintf(out, "    %sfloat *b%d = ", cq, b);
+        switch (x->kind) {
+        case KIR_BUF_PARAM: fputs("x->params", out); break;
+        case KIR_BUF_STATE: fputs("x->state", out); break;
+        case KIR_BUF_PREP: fputs("x->prep", out); break;
+        case KIR_BUF_INPUT: fprintf(out, "x->inputs[%d]", x->io); break;
+        case KIR_BUF_OUTPUT: fprintf(out, "x->outputs[%d]", x->io); break;
+        case KIR_BUF_GRAD: fputs("x->grads", out); break;
+        case KIR_BUF_TARGET: fprintf(out, "(const float *)x->targets[%d]", x->io); break;
+        case KIR_BUF_TEMP:
+            if (x->per_sample) fprintf(out, "x->arena + %ldL * N", x->offset);
+            else fprintf(out, "x->arena + %ldL * N + %ldL", k->arena_per_sample, x->offset);
+            break;
+        default: sup_bug("C backend: buffer kind %d", (int)x->kind);
+        }
+        fprintf(out, "; /* %s */\n", x->name);
+    }
+    for (int i = 0; i < fn->nsteps; i++) step_c(e, i, &fn->steps[i]);
+    fputs("}\n", out);
+    sup_free(used);
+    sup_free(written);
+}
+
+/* ---- the descriptor ----------------------------------------------------------------------- */
+
+static void str_c(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', out);
+        if ((unsigned char)*s < 32) fprintf(out, "\\%03o", (unsigned char)*s);
+        else fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+static const char *param_name(Arena *a, const IrParamEntry *e) {
+    const IrNode *n = e->node;
+    const char *s = arena_printf(a, "%%%d %s%s%s.%s", n->id, ir_op_info[n->op].name, n->name ? " " : "",
+                                 n->name ? n->name : "", e->name);
+    if (n->op == IR_LSTM || n->op == IR_GRU) s = arena_printf(a, "%s.l%d.g%d", s, e->layer, e->gate);
+    if (n->op == IR_CONV1D && (e->name[0] == 'A' || e->name[0] == 'B')) s = arena_printf(a, "%s.tap%d", s, e->tap);
+    return s;
+}
+
+static void io_c(E *e, const char *kind, IrDecl *const *decls, const int *frames, int n) {
+    FILE *out = e->out;
+    for (int i = 0; i < n; i++) {
+        const IrDecl *d = decls[i];
+        if (d->invariant || !d->chi.partner) continue;
+        fprintf(out, "static const int32_t %s%d_partner[%d] = {", kind, i, d->feat);
+        for (int f = 0; f < d->feat; f++) fprintf(out, "%s%d", f ? ", " : "", d->chi.partner[f]);
+        fprintf(out, "};\nstatic const float %s%d_sign[%d] = {", kind, i, d->feat);
+        for (int f = 0; f < d->feat; f++) fprintf(out, "%s%d", f ? ", " : "", d->chi.sign[f]);
+        fputs("};\n", out);
+    }
+    fprintf(out, "static const RtModelIo %ss[%d] = {\n", kind, n > 0 ? n : 1);
+    for (int i = 0; i < n; i++) {
+        const IrDecl *d = decls[i];
+        bool triv = d->invariant || !d->chi.partner;
+        fputs("    {", out);
+        str_c(out, d->name);
+        fprintf(out, ", %d, %d, ", frames[i], d->feat);
+        if (triv) fputs("NULL, NULL", out);
+        else fprintf(out, "%s%d_partner, %s%d_sign", kind, i, kind, i);
+        fprintf(out, ", %s, %s, %d, %d},\n", d->is_class ? "true" : "false", d->invariant ? "true" : "false",
+                d->skeleton ? d->skeleton->njoints : 0, d->skeleton ? d->ncoords : 0);
+    }
+    fputs("};\n", out);
+}
+
+static void init_c(E *e) {
+    FILE *out = e->out;
+    const CgModel *m = e->m;
+    const IrParams *w = m->layout;
+    int ne = w->nentries;
+    /* per entry: normal with sd (> 0) or the constant */
+    fprintf(out, "\n/* initial values per entry: N(0, sd^2) where sd > 0, else the constant */\n");
+    fprintf(out, "static const float init_sd[%d] = {", ne > 0 ? ne : 1);
+    for (int i = 0; i < ne; i++) {
+        const IrParamEntry *x = &w->entries[i];
+        const IrNode *n = x->node;
+        const char *nm = x->name;
+        double sd = 0;
+        if (x->cols > 1 || nm[0] == 'A' || nm[0] == 'B' || nm[0] == 'W') {
+            double fan_in = n->op == IR_LSTM || n->op == IR_GRU
+                                ? (nm[1] == 'x' ? n->in[0]->shape.feat : n->shape.feat)
+                                : (double)(n->op == IR_CONV1D ? n->a.kernel : 1) * n->in[0]->shape.feat;
+            sd = 1.0 / sqrt(fan_in > 0 ? fan_in : 1.0);
+        } else if (strncmp(nm, "bias", 4) == 0) {
+            sd = 0.1;
+        }
+        fputs(i ? ", " : "", out);
+        float_c(out, sd);
+    }
+    fprintf(out, "};\nstatic const float init_const[%d] = {", ne > 0 ? ne : 1);
+    for (int i = 0; i < ne; i++) {
+        const char *nm = w->entries[i].name;
+        fprintf(out, "%s%s", i ? ", " : "", strcmp(nm, "gamma") == 0 || strcmp(nm, "var") == 0 ? "1.0f" : "0.0f");
+    }
+    fprintf(out, "};\nstatic const unsigned char init_in_state[%d] = {", ne > 0 ? ne : 1);
+    for (int i = 0; i < ne; i++) fprintf(out, "%s%d", i ? ", " : "", m->entry_state[i] ? 1 : 0);
+    fprintf(out, "};\nstatic const int64_t init_offset[%d] = {", ne > 0 ? ne : 1);
+    for (int i = 0; i < ne; i++) fprintf(out, "%s%ld", i ? ", " : "", m->entry_offset[i]);
+    fprintf(out, "};\nstatic const int64_t init_count[%d] = {", ne > 0 ? ne : 1);
+    for (int i = 0; i < ne; i++) fprintf(out, "%s%ld", i ? ", " : "", (long)w->entries[i].rows * w->entries[i].cols);
+    fputs("};\n", out);
+    /* sharing = paper: weights held at zero, as (rows x cols) sets per entry */
+    int nz = 0;
+    for (int i = 0; i < ne; i++) {
+        const IrParamEntry *x = &w->entries[i];
+        int *rows = sup_malloc(sizeof(int) * (size_t)(x->rows + x->cols + 1)), *cols = rows + x->rows;
+        int nr = 0, nc = 0;
+        for (int r = 0; r < x->rows; r++)
+            for (int c = 0; c < x->cols; c++)
+                if (ir_params_fixed_zero(w, x, r, c)) {
+                    rows[nr++] = r;
+                    break;
+                }
+        for (int c = 0; c < x->cols; c++)
+            for (int r = 0; r < x->rows; r++)
+                if (ir_params_fixed_zero(w, x, r, c)) {
+                    cols[nc++] = c;
+                    break;
+                }
+        if (nr && nc) {
+            fprintf(out, "static const int32_t zero%d_rows[%d] = {", nz, nr);
+            for (int j = 0; j < nr; j++) fprintf(out, "%s%d", j ? ", " : "", rows[j]);
+            fprintf(out, "}, zero%d_cols[%d] = {", nz, nc);
+            for (int j = 0; j < nc; j++) fprintf(out, "%s%d", j ? ", " : "", cols[j]);
+            fprintf(out, "}; /* entry %d */\n", i);
+            nz++;
+        }
+        sup_free(rows);
+    }
+    fputs("\nstatic void init(const RtModel *m, float *params, float *state, uint64_t seed) {\n"
+          "    (void)m;\n", out);
+    fprintf(out, "    for (int i = 0; i < %d; i++) {\n"
+                 "        float *d = (init_in_state[i] ? state : params) + init_offset[i];\n"
+                 "        for (int64_t j = 0; j < init_count[i]; j++)\n"
+                 "            d[j] = init_sd[i] > 0 ? init_sd[i] * (float)rt_rng_normal(seed, (uint64_t)i, (uint64_t)j)\n"
+                 "                                  : init_const[i];\n"
+                 "    }\n", ne);
+    nz = 0;
+    for (int i = 0; i < ne; i++) {
+        const IrParamEntry *x = &w->entries[i];
+        bool any = false;
+        for (int r = 0; r < x->rows && !any; r++)
+            for (int c = 0; c < x->cols && !any; c++) any = ir_params_fixed_zero(w, x, r, c);
+        if (!any) continue;
+        fprintf(out, "    for (size_t a = 0; a < sizeof zero%d_rows / sizeof *zero%d_rows; a++)\n"
+                     "        for (size_t b = 0; b < sizeof zero%d_cols / sizeof *zero%d_cols; b++)\n"
+                     "            params[%ldL + zero%d_rows[a] * %dL + zero%d_cols[b]] = 0.0f;\n",
+                nz, nz, nz, nz, m->entry_offset[i], nz, x->cols, nz);
+        nz++;
+    }
+    fputs("}\n", out);
+}
+
+static void params_c(E *e, bool state) {
+    FILE *out = e->out;
+    const IrParams *w = e->m->layout;
+    Arena *a = e->m->prog->arena;
+    int n = 0;
+    for (int i = 0; i < w->nentries; i++) n += e->m->entry_state[i] == state;
+    fprintf(out, "static const RtModelParam %s_table[%d] = {\n", state ? "state" : "params", n > 0 ? n : 1);
+    for (int i = 0; i < w->nentries; i++) {
+        if (e->m->entry_state[i] != state) continue;
+        const IrParamEntry *x = &w->entries[i];
+        fputs("    {", out);
+        str_c(out, param_name(a, x));
+        fprintf(out, ", %ld, %ld, %d, {%d, %d}},\n", e->m->entry_offset[i], (long)x->rows * x->cols,
+                x->cols == 1 ? 1 : 2, x->rows, x->cols == 1 ? 0 : x->cols);
+    }
+    if (n == 0) fputs("    {NULL, 0, 0, 0, {0, 0}}, /* none: the table is never read */\n", out);
+    fputs("};\n", out);
+    (void)a;
+}
+
+void cg_emit_c(FILE *out, const CgModel *m) {
+    const KirProgram *k = m->k;
+    const IrProgram *p = m->prog;
+    E e = {.out = out, .m = m, .k = k};
+    const char *src = p->file ? p->file->name : p->model;
+    const IrChirality *c = &p->cfg;
+    const char *options = arena_printf(p->arena, "%s%s layout=%s activations=%s sharing=%s",
+                                       m->opts.no_fold ? "no-fold" : "fold", c->baseline ? " baseline" : "",
+                                       c->layout == IR_LAYOUT_JOINTS ? "joints" : "pairs",
+                                       c->activations == IR_ACTS_PAPER ? "paper" : "mixed",
+                                       c->sharing == IR_SHARING_FULL ? "full" : "paper");
+    fprintf(out, "/* %s.c: model %s, generated by chiralc from %s (%s).\n"
+                 " * Do not edit: regenerate with `chiralc emit c`. The kernel IR it prints is in\n"
+                 " * docs/kernel-ir.md; `chiralc emit kir` shows it as text.\n"
+                 " * params %ld floats, state %ld, prep %ld, arena %ld per sample + %ld. */\n",
+            p->model, p->model, src, options, m->params_size, m->state_size, m->prep_size,
+            k->arena_per_sample, k->arena_fixed);
+    fputs("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include <cblas.h>\n\n"
+          "#include \"runtime/rt.h\"\n\n", out);
+    if (uses_op(k, KIR_E_SIGMOID))
+        fputs("static inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }\n\n", out);
+    if (uses_op(k, KIR_E_DROPMASK))
+        fputs("/* inverted dropout: the mask of element k of draw `stream` (see RtExec) */\n"
+              "static inline float dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
+              "    if (!x->dropout) return 1.0f;\n"
+              "    if (p >= 1) return 0.0f;\n"
+              "    double u = rt_rng_uniform(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k);\n"
+              "    return u >= p ? (float)(1.0 / (1.0 - p)) : 0.0f;\n"
+              "}\n\n", out);
+    fputs("/* constant tables: gathers of the even/odd bases, orbits, coefficients */\n", out);
+    bool *tused = sup_malloc(sizeof(bool) * (size_t)(k->ntabs + 1));
+    memset(tused, 0, sizeof(bool) * (size_t)(k->ntabs + 1));
+    for (int f = 0; f < KIR_NUM_FNS; f++)
+        for (int i = 0; i < k->fn[f].nsteps; i++) {
+            const KirStep *s = &k->fn[f].steps[i];
+            if (s->kind != KIR_STEP_LOOP) continue;
+            for (int j = 0; j < s->l.nst; j++) {
+                mark_tabs_ix(tused, &s->l.st[j].idx);
+                mark_tabs(tused, s->l.st[j].e);
+            }
+        }
+    for (int t = 0; t < k->ntabs; t++) {
+        const KirTab *x = &k->tabs[t];
+        if (!tused[t]) continue;
+        fprintf(out, "static const %s t%d[%d] = {", x->is_float ? "float" : "int32_t", t, x->n > 0 ? x->n : 1);
+        for (int i = 0; i < x->n; i++) {
+            if (i) fputs(", ", out);
+            if (i % 16 == 0 && x->n > 16) fputs("\n    ", out);
+            if (x->is_float) float_c(out, x->f[i]);
+            else fprintf(out, "%d", x->i[i]);
+        }
+        if (x->n == 0) fputc('0', out);
+        fputs("};\n", out);
+    }
+    sup_free(tused);
+    fputs("\n/* the memory plan: every temporary's place in the arena (per sample, or fixed)\n", out);
+    for (int b = 0; b < k->nbufs; b++) {
+        const KirBuf *x = &k->bufs[b];
+        if (x->kind != KIR_BUF_TEMP || x->func < 0) continue;
+        fprintf(out, " *   b%-4d %-36s %s %ld + %ld  live %s s%d..s%d\n", b, x->name, x->per_sample ? "N*" : "fixed",
+                x->offset, x->per_sample ? x->per_sample : x->fixed, kir_fn_name[x->func], x->first, x->last);
+    }
+    fputs(" */\n", out);
+    for (int f = 0; f < KIR_NUM_FNS; f++) function_c(&e, (KirFn)f);
+    init_c(&e);
+    fputs("\n", out);
+    params_c(&e, false);
+    params_c(&e, true);
+    io_c(&e, "input", p->inputs, m->input_frames, p->ninputs);
+    io_c(&e, "output", p->outputs, m->output_frames, p->noutputs);
+    fputs("\nstatic void prepare_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n    prepare(x);\n}\n"
+          "static void forward_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n"
+          "    if (x->mode == RT_MODE_TRAINING) forward_train(x);\n    else forward_infer(x);\n}\n\n", out);
+    const IrTrain *t = &p->train;
+    static const char *const losses[] = {"", "mse", "l1", "mpjpe", "cross_entropy"};
+    int lo = -1;
+    for (int i = 0; i < p->noutputs; i++)
+        if (t->loss_output == p->outputs[i]) lo = i;
+    int np = 0, ns = 0;
+    for (int i = 0; i < m->layout->nentries; i++) m->entry_state[i] ? ns++ : np++;
+    fputs("static const RtModel model = {\n    .abi = RT_MODEL_ABI,\n    .name = ", out);
+    str_c(out, p->model);
+    fputs(",\n    .fingerprint = ", out);
+    str_c(out, m->fingerprint);
+    fputs(",\n    .options = ", out);
+    str_c(out, options);
+    fprintf(out, ",\n    .ninputs = %d, .noutputs = %d, .inputs = inputs, .outputs = outputs,\n"
+                 "    .nparams = %d, .params = params_table, .params_size = %ld,\n"
+                 "    .nstate = %d, .state = state_table, .state_size = %ld, .prep_size = %ld,\n"
+                 "    .arena_per_sample = %ld, .arena_fixed = %ld,\n",
+            p->ninputs, p->noutputs, np, m->params_size, ns, m->state_size, m->prep_size,
+            k->arena_per_sample, k->arena_fixed);
+    fprintf(out, "    .train = {.loss = \"%s\", .loss_output = %d, .optimizer = \"%s\", .lr = %.17g,\n"
+                 "              .beta1 = %.17g, .beta2 = %.17g, .momentum = %.17g, .decay = %.17g,\n"
+                 "              .weight_decay = %.17g, .clip = %.17g, .batch = %d, .epochs = %d, .mirror = %.17g},\n",
+            losses[t->loss], lo, t->optimizer == IR_OPTIM_ADAM ? "adam" : "sgd", t->lr, t->beta1, t->beta2,
+            t->momentum, t->decay, t->weight_decay, t->clip, t->batch, t->epochs, t->mirror);
+    fputs("    .init = init, .prepare = prepare_fn, .forward = forward_fn, .backward = NULL,\n};\n\n"
+          "const RtModel *rt_model_get(void) { return &model; }\n", out);
+}
+
+bool cg_write_c(const CgModel *m, const char *dir, const char **path_out) {
+    const IrProgram *p = m->prog;
+    Arena *a = p->arena;
+    const char *path = arena_printf(a, "%s/%s.c", dir, p->model);
+    char *tmp = arena_printf(a, "%s/.%s.c.XXXXXX", dir, p->model);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        diag_file_error(p->diag, path, "cannot write: %s", strerror(errno));
+        return false;
+    }
+    (void)fchmod(fd, 0644); /* mkstemp's 0600 is for secrets, not sources */
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(tmp);
+        diag_file_error(p->diag, path, "cannot write: %s", strerror(errno));
+        return false;
+    }
+    cg_emit_c(f, m);
+    bool ok = fflush(f) == 0 && !ferror(f);
+    ok = fsync(fd) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        diag_file_error(p->diag, path, "cannot write: %s", strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    if (path_out) *path_out = path;
+    return true;
+}

@@ -1,0 +1,556 @@
+/* Tests of codegen/: the kernel IR, lowering, the memory plan and the C backend.
+ *
+ * Differential: each network is lowered, printed as C, compiled with the system
+ * C compiler into a shared object, loaded, and run in float32 on the
+ * interpreter's random folded parameters and random inputs; the float64
+ * interpreter (ir/interp.c) is the reference (relative error < 1e-4), in
+ * inference and training mode (dropout off), folded and --no-fold. Training
+ * mode also compares the batchnorm running statistics after the update. The
+ * arena is filled with NaN before every run, so a read of memory that the plan
+ * gave to another buffer (or that nothing wrote) shows up as a wrong output. */
+#include <dlfcn.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "codegen/codegen.h"
+#include "runtime/rt.h"
+
+#ifndef CG_CC
+#define CG_CC "cc"
+#endif
+#ifndef CG_CBLAS_INCLUDE
+#define CG_CBLAS_INCLUDE "/usr/include"
+#endif
+#ifndef CG_OPENBLAS_LIB
+#define CG_OPENBLAS_LIB "-lopenblas"
+#endif
+
+static Arena *arena;
+static Diag diag;
+static char workdir[256];
+
+static const char *src_dir(void) {
+    const char *d = getenv("CHIRALC_SOURCE_DIR");
+#ifdef CG_SOURCE_DIR
+    if (!d) d = CG_SOURCE_DIR;
+#endif
+    return d;
+}
+
+static int setup(void **state) {
+    arena = arena_new();
+    diag_init(&diag, stderr);
+    return 0;
+}
+static int teardown(void **state) {
+    arena_free(arena);
+    return 0;
+}
+
+/* ---- the front half ------------------------------------------------------------------- */
+
+static IrProgram *front_text(const char *name, const char *text, IrOverride *ov, int nov, bool baseline) {
+    SrcFile *f = diag_string_file(arena, name, text, strlen(text));
+    AstProgram *ast = fe_parse(arena, &diag, f);
+    assert_non_null(ast);
+    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
+    assert_non_null(p);
+    p->cfg.baseline = baseline;
+    assert_true(pass_pipeline(p, NULL));
+    return p;
+}
+
+static IrProgram *front_file(const char *rel, IrOverride *ov, int nov, bool baseline) {
+    const char *dir = src_dir();
+    if (!dir) return NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    SrcFile *f = diag_read_file(arena, &diag, path);
+    assert_non_null(f);
+    AstProgram *ast = fe_parse(arena, &diag, f);
+    assert_non_null(ast);
+    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
+    assert_non_null(p);
+    p->cfg.baseline = baseline;
+    assert_true(pass_pipeline(p, NULL));
+    return p;
+}
+
+/* ---- compile and load ------------------------------------------------------------------- */
+
+typedef struct Built {
+    CgModel *m;
+    void *dl;
+    const RtModel *rm;
+} Built;
+
+static Built build(IrProgram *p, bool no_fold) {
+    Built b = {0};
+    CgOptions o = {.no_fold = no_fold};
+    b.m = cg_lower(p, &o);
+    assert_non_null(b.m);
+    if (!workdir[0]) {
+        snprintf(workdir, sizeof workdir, "/tmp/chiralc_test_codegen.XXXXXX");
+        assert_non_null(mkdtemp(workdir));
+    }
+    const char *cpath = NULL;
+    assert_true(cg_write_c(b.m, workdir, &cpath));
+    /* a fresh name each time: dlopen hands back a library already loaded under a name */
+    static int serial;
+    char *so = arena_printf(arena, "%s/%s%s_%d.so", workdir, p->model, no_fold ? "_nofold" : "", serial++);
+    /* rng.c goes into the object so that it needs nothing of the test executable */
+    char *cmd = arena_printf(arena,
+                             "%s -std=c11 -O1 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
+    if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
+    b.dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!b.dl) fail_msg("dlopen: %s", dlerror());
+    /* POSIX guarantees that a function pointer survives the round trip through void * */
+    const RtModel *(*get)(void);
+    void *sym = dlsym(b.dl, "rt_model_get");
+    assert_non_null(sym);
+    memcpy(&get, &sym, sizeof get);
+    b.rm = get();
+    assert_int_equal(b.rm->abi, RT_MODEL_ABI);
+    unlink(cpath);
+    unlink(so);
+    return b;
+}
+
+/* ---- the memory plan: no two temporaries live at once share memory ------------------------ */
+
+static void check_plan(const KirProgram *k) {
+    for (int a = 0; a < k->nbufs; a++) {
+        const KirBuf *x = &k->bufs[a];
+        if (x->kind != KIR_BUF_TEMP || x->func < 0) continue;
+        long xs = x->per_sample ? x->per_sample : x->fixed;
+        assert_true(x->offset >= 0);
+        assert_true(x->offset + xs <= (x->per_sample ? k->arena_per_sample : k->arena_fixed));
+        for (int b = a + 1; b < k->nbufs; b++) {
+            const KirBuf *y = &k->bufs[b];
+            if (y->kind != KIR_BUF_TEMP || y->func != x->func || !y->per_sample != !x->per_sample) continue;
+            long ys = y->per_sample ? y->per_sample : y->fixed;
+            bool live = x->first <= y->last && y->first <= x->last;
+            bool overlap = x->offset < y->offset + ys && y->offset < x->offset + xs;
+            if (live && overlap && xs > 0 && ys > 0)
+                fail_msg("plan: %s and %s are live together and overlap", x->name, y->name);
+        }
+    }
+}
+
+/* ---- running both ---------------------------------------------------------------------------- */
+
+static double rel_err(const float *y, const double *ref, long n) {
+    double num = 0, den = 0;
+    for (long i = 0; i < n; i++) {
+        double d = (double)y[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    if (isnan(num)) return INFINITY;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+typedef struct Bufs {
+    float *params, *state, *prep, *arena;
+    float **in, **out;
+} Bufs;
+
+static void run_compiled(const RtModel *rm, Bufs *b, int batch, RtMode mode) {
+    long asz = rm->arena_per_sample * batch + rm->arena_fixed;
+    for (long i = 0; i < asz; i++) b->arena[i] = NAN; /* reads of unwritten memory show */
+    RtExec x = {.batch = batch, .mode = mode, .params = b->params, .state = b->state, .prep = b->prep,
+                .inputs = (const float *const *)b->in, .outputs = b->out, .arena = b->arena,
+                .dropout = false, .bn_momentum = -1};
+    if (mode == RT_MODE_INFERENCE) rm->prepare(rm, &x);
+    rm->forward(rm, &x);
+}
+
+/* Lowers, compiles and compares p with the interpreter; returns the worst relative error. */
+static double differential(IrProgram *p, bool no_fold, int batch, uint64_t seed) {
+    Built bl = build(p, no_fold);
+    const RtModel *rm = bl.rm;
+    check_plan(bl.m->k);
+    IrParams *w = ir_params_new(arena, p);
+    ir_params_randomize(w, seed);
+    assert_int_equal(rm->params_size, bl.m->params_size);
+    Bufs b;
+    b.params = calloc((size_t)rm->params_size + 1, sizeof(float));
+    b.state = calloc((size_t)rm->state_size + 1, sizeof(float));
+    b.prep = calloc((size_t)rm->prep_size + 1, sizeof(float));
+    b.arena = calloc((size_t)(rm->arena_per_sample * batch + rm->arena_fixed + 1), sizeof(float));
+    b.in = calloc((size_t)p->ninputs + 1, sizeof(float *));
+    b.out = calloc((size_t)p->noutputs + 1, sizeof(float *));
+    cg_params_from_ir(bl.m, w, b.params, b.state);
+    IrRun *r = ir_run_new(p, w, batch, NULL);
+    uint64_t c = 0;
+    for (int i = 0; i < p->ninputs; i++) {
+        long n = (long)batch * ir_run_input_time(r, i) * p->inputs[i]->feat;
+        int fr = rm->inputs[i].frames ? rm->inputs[i].frames : 1;
+        assert_int_equal(n, (long)batch * fr * rm->inputs[i].features);
+        double *x = ir_run_input(r, i);
+        b.in[i] = calloc((size_t)n + 1, sizeof(float));
+        for (long k = 0; k < n; k++) {
+            x[k] = ir_rand_normal(seed + 1000, c++);
+            b.in[i][k] = (float)x[k];
+        }
+    }
+    for (int i = 0; i < p->noutputs; i++) {
+        int fr = rm->outputs[i].frames ? rm->outputs[i].frames : 1;
+        b.out[i] = calloc((size_t)batch * fr * rm->outputs[i].features + 1, sizeof(float));
+    }
+    double worst = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        IrInterpOpts o = {.mode = mode ? IR_TRAINING : IR_INFERENCE, .dropout = false, .seed = 1,
+                          .update_running = mode == 1};
+        const char *why = NULL;
+        if (!ir_run_forward(r, &o, &why)) fail_msg("interpreter: %s", why);
+        run_compiled(rm, &b, batch, mode ? RT_MODE_TRAINING : RT_MODE_INFERENCE);
+        for (int i = 0; i < p->noutputs; i++) {
+            long n = ir_run_output_size(r, i);
+            double e = rel_err(b.out[i], ir_run_output(r, i), n);
+            if (!(e < 1e-4))
+                fail_msg("%s%s: output %s, %s mode: relative error %g", p->model, no_fold ? " (no-fold)" : "",
+                         p->outputs[i]->name, mode ? "training" : "inference", e);
+            if (e > worst) worst = e;
+        }
+    }
+    /* the running statistics after one training step */
+    for (int i = 0; i < w->nentries; i++) {
+        if (!bl.m->entry_state[i]) continue;
+        const IrParamEntry *e = &w->entries[i];
+        double err = rel_err(b.state + bl.m->entry_offset[i], w->data + e->offset, (long)e->rows * e->cols);
+        if (!(err < 1e-4)) fail_msg("%s: running statistic %s: relative error %g", p->model, e->name, err);
+    }
+    /* equivariance of the compiled float32 forward (chirality.md 5): T_out F(x) = F(T_in x) */
+    float **y0 = calloc((size_t)p->noutputs + 1, sizeof(float *));
+    for (int mode = 0; mode < 2; mode++) {
+        RtMode md = mode ? RT_MODE_TRAINING : RT_MODE_INFERENCE;
+        for (int i = 0; i < p->ninputs; i++) {
+            long fr = (long)batch * ir_run_input_time(r, i), n = fr * p->inputs[i]->feat;
+            double *mx = malloc(sizeof(double) * (size_t)n);
+            ir_decl_apply(p->inputs[i], ir_run_input(r, i), mx, fr);
+            for (long k = 0; k < n; k++) b.in[i][k] = (float)ir_run_input(r, i)[k];
+            free(mx);
+        }
+        run_compiled(rm, &b, batch, md);
+        for (int i = 0; i < p->noutputs; i++) {
+            long n = ir_run_output_size(r, i);
+            y0[i] = realloc(y0[i], sizeof(float) * (size_t)n);
+            memcpy(y0[i], b.out[i], sizeof(float) * (size_t)n);
+        }
+        for (int i = 0; i < p->ninputs; i++) {
+            long fr = (long)batch * ir_run_input_time(r, i), n = fr * p->inputs[i]->feat;
+            double *mx = malloc(sizeof(double) * (size_t)n);
+            ir_decl_apply(p->inputs[i], ir_run_input(r, i), mx, fr);
+            for (long k = 0; k < n; k++) b.in[i][k] = (float)mx[k];
+            free(mx);
+        }
+        run_compiled(rm, &b, batch, md);
+        for (int i = 0; i < p->noutputs; i++) {
+            long n = ir_run_output_size(r, i), fr = n / p->outputs[i]->feat;
+            double *y = malloc(sizeof(double) * (size_t)n), *ty = malloc(sizeof(double) * (size_t)n);
+            for (long k = 0; k < n; k++) y[k] = y0[i][k];
+            ir_decl_apply(p->outputs[i], y, ty, fr);
+            double e = rel_err(b.out[i], ty, n);
+            /* the written network and the deliberately broken ones are not equivariant */
+            bool broken = strncmp(p->model, "broken_", 7) == 0 || p->cfg.baseline;
+            if (!broken && !(e < 1e-5))
+                fail_msg("%s: output %s, %s mode: compiled equivariance error %g", p->model,
+                         p->outputs[i]->name, mode ? "training" : "inference", e);
+            if (broken && !(e > 1e-3)) fail_msg("%s: a broken network came out equivariant (%g)", p->model, e);
+            free(y), free(ty);
+        }
+    }
+    for (int i = 0; i < p->noutputs; i++) free(y0[i]);
+    free(y0);
+    ir_run_free(r);
+    for (int i = 0; i < p->ninputs; i++) free(b.in[i]);
+    for (int i = 0; i < p->noutputs; i++) free(b.out[i]);
+    free(b.in), free(b.out), free(b.params), free(b.state), free(b.prep), free(b.arena);
+    dlclose(bl.dl);
+    return worst;
+}
+
+static void both(IrProgram *p) {
+    if (!p) skip();
+    double a = differential(p, false, 3, 7), b = differential(p, true, 3, 7);
+    print_message("%-24s worst relative error: folded %.2e, no-fold %.2e\n", p->model, a, b);
+}
+
+/* ---- examples, small ------------------------------------------------------------------------- */
+
+static void test_videopose3d(void **state) {
+    IrOverride ov[] = {{"width", 68, false}, {"blocks", 2, false}};
+    both(front_file("examples/videopose3d.net", ov, 2, false));
+}
+static void test_videopose3d_baseline(void **state) {
+    IrOverride ov[] = {{"width", 32, false}, {"blocks", 1, false}};
+    both(front_file("examples/videopose3d.net", ov, 2, true));
+}
+static void test_martinez(void **state) {
+    IrOverride ov[] = {{"width", 68, false}};
+    both(front_file("examples/martinez.net", ov, 1, false));
+}
+static void test_forecast_lstm(void **state) {
+    IrOverride ov[] = {{"hidden", 52, false}, {"past", 4, false}, {"future", 3, false}};
+    both(front_file("examples/forecast_lstm.net", ov, 3, false));
+}
+static void test_action_stconv(void **state) {
+    IrOverride ov[] = {{"width", 34, false}, {"frames", 8, false}};
+    both(front_file("examples/action_stconv.net", ov, 2, false));
+}
+
+/* ---- the test networks: every op kind, layout, sharing and activation policy ------------------ */
+
+static void test_nets(void **state) {
+    static const char *const nets[] = {
+        "activations_all", "classify_auto_invariant", "classify_invariant", "concat_flatten",
+        "conv_stride_dilation", "gru_seq2seq", "lift_joints_paper", "lift_pairs_mixed", "lstm_seq2seq",
+        "broken_unshared", "broken_relu_forced",
+    };
+    for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "tests/nets/%s.net", nets[i]);
+        both(front_file(rel, NULL, 0, false));
+    }
+}
+
+/* ---- the kernel IR by hand -------------------------------------------------------------------- */
+
+static const char tiny_src[] =
+    "model tiny\n"
+    "skeleton s {\n  joints c l r\n  mirror l:r\n}\n"
+    "input  x : s (x!, y)\n"
+    "output y : s (x!, y)\n"
+    "net {\n  h = tanh(batchnorm(linear(x, 6)))\n  y = linear(h)\n}\n";
+
+/* The text form of a small network's kernel IR, against tests/golden/kir/tiny.kir. */
+static void test_golden_kir(void **state) {
+    const char *dir = src_dir();
+    if (!dir) skip();
+    IrProgram *p = front_text("tiny.net", tiny_src, NULL, 0, false);
+    CgOptions o = {0};
+    CgModel *m = cg_lower(p, &o);
+    assert_non_null(m);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    kir_print(f, m->k);
+    fclose(f);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/golden/kir/tiny.kir", dir);
+    if (getenv("UPDATE_GOLDEN")) {
+        FILE *g = fopen(path, "w");
+        assert_non_null(g);
+        fputs(text, g);
+        fclose(g);
+    }
+    SrcFile *golden = diag_read_file(arena, &diag, path);
+    assert_non_null(golden);
+    if (golden->len != len || memcmp(golden->text, text, len) != 0) {
+        fprintf(stderr, "%s", text);
+        fail_msg("kernel IR differs from %s (UPDATE_GOLDEN=1 to accept)", path);
+    }
+    free(text);
+}
+
+/* The fingerprint follows the graph, not the train block. */
+static void test_fingerprint(void **state) {
+    IrProgram *a = front_text("tiny.net", tiny_src, NULL, 0, false);
+    IrProgram *b = front_text("tiny.net", tiny_src, NULL, 0, false);
+    char *other = arena_strdup(arena, tiny_src);
+    memcpy(strstr(other, "linear(x, 6)"), "linear(x, 9)", 12);
+    IrProgram *c = front_text("tiny.net", other, NULL, 0, false);
+    const char *fa = cg_fingerprint(arena, a), *fb = cg_fingerprint(arena, b), *fc = cg_fingerprint(arena, c);
+    assert_string_equal(fa, fb);
+    assert_string_not_equal(fa, fc);
+    b->train.lr = 0.5; /* the train block does not change what a checkpoint holds */
+    assert_string_equal(fa, cg_fingerprint(arena, b));
+}
+
+/* The verifier catches an index past a buffer's end and a table read past its end. */
+static void test_verifier(void **state) {
+    KirProgram *k = kir_program_new(arena);
+    int a = kir_buf(k, "a", KIR_BUF_INPUT, 6, 0), b = kir_buf(k, "b", KIR_BUF_TEMP, 6, 0);
+    KirDim ext[2] = {{2, true}, {3, false}};
+    KirStep *s = kir_loop(k, KIR_FN_INFER, "copy", 2, ext);
+    KirIndex src = kir_ix(a, 0);
+    kir_ix_var(&src, 0, 3), kir_ix_var(&src, 1, 1);
+    KirIndex dst = src;
+    dst.buf = b;
+    kir_store(k, s, dst, kir_load(k, src));
+    const char *why = NULL;
+    assert_true(kir_verify(k, &why));
+    /* one past the end: row stride 4 with 2 * 3 per sample */
+    KirStep *s2 = kir_loop(k, KIR_FN_INFER, "bad", 2, ext);
+    KirIndex bad = src;
+    bad.coef[0] = 4;
+    kir_store(k, s2, dst, kir_load(k, bad));
+    assert_false(kir_verify(k, &why));
+    assert_non_null(strstr(why, "leaves buffer"));
+    /* a table of 2 entries indexed by an extent of 3 */
+    k->fn[KIR_FN_INFER].nsteps = 1;
+    int tab[2] = {0, 1};
+    int t = kir_tab_int(k, tab, 2);
+    KirIndex g = kir_ix(a, 0);
+    kir_ix_var(&g, 0, 3), kir_ix_tab(&g, t, 1, 1);
+    KirStep *s3 = kir_loop(k, KIR_FN_INFER, "gather", 2, ext);
+    kir_store(k, s3, dst, kir_load(k, g));
+    assert_false(kir_verify(k, &why));
+    assert_non_null(strstr(why, "table"));
+    /* a guarded load that stays inside only under its guard */
+    k->fn[KIR_FN_INFER].nsteps = 1;
+    KirIndex gl = src;
+    gl.off = -1; /* column c - 1, valid for c >= 1 */
+    gl.guard = true, gl.goff = -1, gl.gcoef[1] = 1, gl.glimit = 3;
+    KirStep *s4 = kir_loop(k, KIR_FN_INFER, "shift", 2, ext);
+    kir_store(k, s4, dst, kir_load(k, gl));
+    assert_true(kir_verify(k, &why));
+    /* the plan: a and b are not temporaries except b; it lives s0..s1 */
+    cg_plan(k);
+    assert_int_equal(k->bufs[b].first, 0);
+    assert_int_equal(k->bufs[b].last, 1);
+    assert_int_equal(k->arena_per_sample, 6);
+}
+
+/* Liveness lets buffers share memory: a chain of three elementwise steps needs two buffers. */
+static void test_plan_reuse(void **state) {
+    KirProgram *k = kir_program_new(arena);
+    int in = kir_buf(k, "in", KIR_BUF_INPUT, 10, 0), out = kir_buf(k, "out", KIR_BUF_OUTPUT, 10, 0);
+    int t[4];
+    for (int i = 0; i < 4; i++) t[i] = kir_buf(k, "t", KIR_BUF_TEMP, 10, 0);
+    KirDim ext[1] = {{10, true}};
+    int prev = in;
+    for (int i = 0; i <= 4; i++) {
+        int dst = i < 4 ? t[i] : out;
+        KirStep *s = kir_loop(k, KIR_FN_INFER, "step", 1, ext);
+        KirIndex x = kir_ix(prev, 0), y = kir_ix(dst, 0);
+        kir_ix_var(&x, 0, 1), kir_ix_var(&y, 0, 1);
+        kir_store(k, s, y, kir_un(k, KIR_E_TANH, kir_load(k, x)));
+        prev = dst;
+    }
+    cg_plan(k);
+    check_plan(k);
+    /* t0 s0..s1, t1 s1..s2, t2 s2..s3, t3 s3..s4: two slots suffice */
+    assert_int_equal(k->arena_per_sample, 20);
+    assert_int_equal(cg_plan_address(k, t[0], 5), k->bufs[t[0]].offset * 5);
+}
+
+/* Dropout in a compiled training forward: the mask is the runtime's counter-based
+ * RNG, recomputed here from its definition in RtExec. */
+static void test_dropout_mask(void **state) {
+    const char *dir = src_dir();
+    if (!dir) skip();
+    static const char src[] = "model drop\n"
+                              "input  x : features(40)\n"
+                              "output y : features(40)\n"
+                              "net {\n  y = dropout(x, 0.3)\n}\n";
+    IrProgram *p = front_text("drop.net", src, NULL, 0, false);
+    const IrNode *dn = NULL;
+    ir_foreach(p, n) if (n->op == IR_DROPOUT) dn = n;
+    assert_non_null(dn);
+    Built bl = build(p, false);
+    const RtModel *rm = bl.rm;
+    int batch = 2;
+    float x[80], y[80], ar[1];
+    for (int i = 0; i < 80; i++) x[i] = (float)(i + 1);
+    float *in[1] = {x}, *out[1] = {y};
+    float *arena_f = calloc((size_t)(rm->arena_per_sample * batch + rm->arena_fixed + 1), sizeof(float));
+    RtExec ex = {.batch = batch, .mode = RT_MODE_TRAINING, .params = ar, .state = ar, .prep = ar,
+                 .inputs = (const float *const *)in, .outputs = out, .arena = arena_f, .dropout = true,
+                 .dropout_seed = 99, .step = 5, .bn_momentum = -1};
+    rm->forward(rm, &ex);
+    int dropped = 0;
+    for (int k = 0; k < 80; k++) {
+        double u = rt_rng_uniform(99, (5ULL << 32) | ((uint64_t)dn->id << 8), (uint64_t)k);
+        float want = u >= 0.3 ? x[k] * (float)(1.0 / 0.7) : 0.0f;
+        assert_true(fabsf(y[k] - want) <= 1e-6f * fabsf(want));
+        dropped += want == 0;
+    }
+    assert_true(dropped > 5 && dropped < 45);
+    /* off: the identity; inference: the identity */
+    ex.dropout = false;
+    rm->forward(rm, &ex);
+    for (int k = 0; k < 80; k++) assert_true(y[k] == x[k]);
+    free(arena_f);
+    dlclose(bl.dl);
+}
+
+/* init: deterministic in the seed, fan-in scaled blocks, gamma and running variance 1,
+ * and the paper's held-at-zero weights zero (lift_pairs_mixed has sharing = paper). */
+static void test_init(void **state) {
+    IrProgram *p = front_file("tests/nets/lift_pairs_mixed.net", NULL, 0, false);
+    if (!p) skip();
+    Built bl = build(p, false);
+    const RtModel *rm = bl.rm;
+    const CgModel *m = bl.m;
+    size_t np = (size_t)rm->params_size + 1, ns = (size_t)rm->state_size + 1;
+    float *p1 = calloc(np, 4), *p2 = calloc(np, 4), *p3 = calloc(np, 4), *s1 = calloc(ns, 4), *s2 = calloc(ns, 4);
+    rm->init(rm, p1, s1, 1);
+    rm->init(rm, p2, s2, 1);
+    rm->init(rm, p3, s2, 2);
+    assert_memory_equal(p1, p2, sizeof(float) * (size_t)rm->params_size);
+    assert_true(memcmp(p1, p3, sizeof(float) * (size_t)rm->params_size) != 0);
+    const IrParams *w = m->layout;
+    long zeros = 0;
+    for (int i = 0; i < w->nentries; i++) {
+        const IrParamEntry *e = &w->entries[i];
+        const float *d = (m->entry_state[i] ? s1 : p1) + m->entry_offset[i];
+        long n = (long)e->rows * e->cols;
+        if (!strcmp(e->name, "gamma") || !strcmp(e->name, "var"))
+            for (long k = 0; k < n; k++) assert_true(d[k] == 1.0f);
+        if (!strcmp(e->name, "beta") || !strcmp(e->name, "mean"))
+            for (long k = 0; k < n; k++) assert_true(d[k] == 0.0f);
+        if (e->name[0] == 'A' && n > 100) {
+            /* sample variance of the free weights near 1 / fan_in */
+            double s2v = 0;
+            long cnt = 0;
+            for (int r = 0; r < e->rows; r++)
+                for (int c = 0; c < e->cols; c++) {
+                    if (ir_params_fixed_zero(w, e, r, c)) {
+                        assert_true(d[(long)r * e->cols + c] == 0.0f);
+                        zeros++;
+                        continue;
+                    }
+                    s2v += (double)d[(long)r * e->cols + c] * d[(long)r * e->cols + c], cnt++;
+                }
+            double want = 1.0 / e->node->in[0]->shape.feat;
+            if (!(fabs(s2v / cnt / want - 1) < 0.3)) fail_msg("init variance %g, want %g", s2v / cnt, want);
+        }
+    }
+    assert_true(zeros > 0);
+    free(p1), free(p2), free(p3), free(s1), free(s2);
+    dlclose(bl.dl);
+}
+
+static int cleanup(void **state) {
+    if (workdir[0]) rmdir(workdir);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_verifier, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_golden_kir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fingerprint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dropout_mask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_martinez, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_videopose3d, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_videopose3d_baseline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forecast_lstm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nets, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, cleanup);
+}
