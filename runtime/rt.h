@@ -405,7 +405,11 @@ typedef struct RtExec {
                                  fills them from params and state, forward (inference) reads */
     const float *const *inputs;   /* [ninputs]: batch * frames * features each */
     float *const *outputs;        /* [noutputs] */
-    const void *const *targets;   /* [noutputs]: float, or int64 class indices (backward) */
+    const void *const *targets;   /* [noutputs]: float, or int64 class indices */
+    /* backward: the runtime computes the loss and its gradient with respect to each output
+     * (runtime/loss.c) into doutputs (NULL for outputs without a loss); backward then
+     * overwrites grads with dL/dparams, after a forward of the same mode on the same batch */
+    float *const *doutputs;       /* [noutputs] */
     float *grads;                 /* RtModel.params_size (backward) */
     float *arena;             /* arena_per_sample * batch + arena_fixed floats */
     /* dropout (training): mask element k of draw `stream` is
