@@ -236,3 +236,12 @@ void ir_basis_synthesise(const IrBasis *b, const double *even, const double *odd
         x[b->of[ko]] = odd[ko];
     }
 }
+
+int ir_chi_orbits(const IrChi *c, bool trivial, int *orbit_of) {
+    int k = 0;
+    for (int f = 0; f < c->n; f++) {
+        int g = trivial || !c->partner ? f : c->partner[f];
+        orbit_of[f] = g < f ? orbit_of[g] : k++;
+    }
+    return k;
+}

@@ -160,11 +160,11 @@ static double act_fn(IrAct a, double x, double slope) {
     }
 }
 
-static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+double ir_interp_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
 /* Inverted dropout in place; the mask of element k of node `id` (and
  * recurrent layer `sub`) is a function of (seed, id, sub, k) only. */
-static void dropout_inplace(double *x, long n, double p, uint64_t seed, int id, int sub) {
+void ir_interp_dropout(double *x, long n, double p, uint64_t seed, int id, int sub) {
     if (p <= 0) return;
     uint64_t s = ir_rand_u64(seed, ((uint64_t)id << 8) | (uint64_t)sub);
     double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
@@ -209,14 +209,6 @@ static void run_linear(IrRun *r, const IrNode *n, double *y, int t_in, int t_out
 
 /* ---- batchnorm ------------------------------------------------------------------------------ */
 
-static int orbits(const IrChi *c, bool trivial, int *orbit_of) {
-    int k = 0;
-    for (int f = 0; f < c->n; f++) {
-        int g = trivial || !c->partner ? f : c->partner[f];
-        orbit_of[f] = g < f ? orbit_of[g] : k++;
-    }
-    return k;
-}
 
 static void run_batchnorm(IrRun *r, const IrNode *n, double *y, int t, const IrInterpOpts *o) {
     const double *x = r->val[n->in[0]->id];
@@ -229,7 +221,7 @@ static void run_batchnorm(IrRun *r, const IrNode *n, double *y, int t, const IrI
     double *gamma = ir_params_data(r->w, eg), *beta_e = ir_params_data(r->w, eb);
     double *rmean_e = ir_params_data(r->w, em), *rvar = ir_params_data(r->w, ev);
     int *orb = sup_malloc(sizeof(int) * (size_t)(F + 1));
-    orbits(&n->chi, trivial, orb);
+    ir_chi_orbits(&n->chi, trivial, orb);
     double *buf = alloc_zero(5L * F + basis->d_even + basis->d_odd + 1);
     double *mu = buf, *var = mu + F, *beta = var + F, *tmp = beta + F, *tmp2 = tmp + F;
     double *ze = tmp2 + F, *zo = ze + basis->d_even;
@@ -364,15 +356,15 @@ static bool run_recurrent(IrRun *r, const IrNode *n, double *y, int t_in, const 
                 double *o_ = out + fr * H;
                 if (lstm) {
                     for (int f = 0; f < H; f++) {
-                        double gi = sigmoid(gv[0][f]), gf = sigmoid(gv[1][f]);
-                        double gg = tanh(gv[2][f]), go_ = sigmoid(gv[3][f]);
+                        double gi = ir_interp_sigmoid(gv[0][f]), gf = ir_interp_sigmoid(gv[1][f]);
+                        double gg = tanh(gv[2][f]), go_ = ir_interp_sigmoid(gv[3][f]);
                         c[f] = gf * c[f] + gi * gg;
                         h[f] = go_ * tanh(c[f]);
                         o_[f] = h[f];
                     }
                 } else {
                     for (int f = 0; f < H; f++) {
-                        double gr = sigmoid(gv[0][f]), gz = sigmoid(gv[1][f]);
+                        double gr = ir_interp_sigmoid(gv[0][f]), gz = ir_interp_sigmoid(gv[1][f]);
                         double gn = tanh(gv[2][f] + gr * extra[f]);
                         h[f] = (1 - gz) * gn + gz * h[f];
                         o_[f] = h[f];
@@ -385,7 +377,7 @@ static bool run_recurrent(IrRun *r, const IrNode *n, double *y, int t_in, const 
         seq = out;
         /* PyTorch: dropout on every layer's output but the last, in training */
         if (l + 1 < L && o->mode == IR_TRAINING && o->dropout)
-            dropout_inplace(seq, frames * H, n->a.p, o->seed, n->id, l + 1);
+            ir_interp_dropout(seq, frames * H, n->a.p, o->seed, n->id, l + 1);
     }
     memcpy(y, seq, sizeof(double) * (size_t)N * T * H);
     sup_free(seq);
@@ -458,7 +450,7 @@ static bool run_node(IrRun *r, const IrNode *n, const IrInterpOpts *o, const cha
         if (Fx != F) return *why = "width changes through a type-keeping op", false;
         memcpy(y, xv, sizeof(double) * (size_t)size);
         if (n->op == IR_DROPOUT && o->mode == IR_TRAINING && o->dropout)
-            dropout_inplace(y, size, n->a.p, o->seed, n->id, 0);
+            ir_interp_dropout(y, size, n->a.p, o->seed, n->id, 0);
         break;
     case IR_LINEAR:
     case IR_INVARIANT:

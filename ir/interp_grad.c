@@ -254,17 +254,6 @@ static double act_deriv(IrAct a, double x, double slope) {
     }
 }
 
-static double sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-
-/* The dropout mask of interp.c's dropout_inplace, element k of node `id`
- * (recurrent layer output `sub`): kept elements scale by 1/(1-p). */
-static void dropout_scale(double *x, long n, double p, uint64_t seed, int id, int sub) {
-    if (p <= 0) return;
-    uint64_t s = ir_rand_u64(seed, ((uint64_t)id << 8) | (uint64_t)sub);
-    double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
-    for (long k = 0; k < n; k++) x[k] = ir_rand_uniform(s, (uint64_t)k) >= p ? x[k] * scale : 0.0;
-}
-
 static bool dropout_on(const IrInterpOpts *o) { return o->mode == IR_TRAINING && o->dropout; }
 
 /* ---- linear maps ----------------------------------------------------------------------------- */
@@ -504,8 +493,8 @@ static void grad_recurrent(IrRun *r, const IrNode *f, const double *dy, const do
                 }
                 if (lstm) {
                     for (int q = 0; q < H; q++) {
-                        double gi = sigmoid(gv[q]), gf = sigmoid(gv[H + q]);
-                        double gg = tanh(gv[2 * H + q]), go = sigmoid(gv[3 * H + q]);
+                        double gi = ir_interp_sigmoid(gv[q]), gf = ir_interp_sigmoid(gv[H + q]);
+                        double gg = tanh(gv[2 * H + q]), go = ir_interp_sigmoid(gv[3 * H + q]);
                         gv[q] = gi, gv[H + q] = gf, gv[2 * H + q] = gg, gv[3 * H + q] = go;
                         cc[q] = gf * cp[q] + gi * gg;
                         h[q] = go * tanh(cc[q]);
@@ -513,7 +502,7 @@ static void grad_recurrent(IrRun *r, const IrNode *f, const double *dy, const do
                 } else {
                     const double *hnv = hn[l] + fr * H;
                     for (int q = 0; q < H; q++) {
-                        double gr = sigmoid(gv[q]), gz = sigmoid(gv[H + q]);
+                        double gr = ir_interp_sigmoid(gv[q]), gz = ir_interp_sigmoid(gv[H + q]);
                         double gn = tanh(gv[2 * H + q] + gr * hnv[q]);
                         gv[q] = gr, gv[H + q] = gz, gv[2 * H + q] = gn;
                         h[q] = (1 - gz) * gn + gz * hp[q];
@@ -525,7 +514,7 @@ static void grad_recurrent(IrRun *r, const IrNode *f, const double *dy, const do
         if (l + 1 < L) {
             X[l + 1] = alloc_zero(frames * H);
             memcpy(X[l + 1], hseq[l], sizeof(double) * (size_t)(frames * H));
-            if (dropout_on(o)) dropout_scale(X[l + 1], frames * H, f->a.p, o->seed, f->id, l + 1);
+            if (dropout_on(o)) ir_interp_dropout(X[l + 1], frames * H, f->a.p, o->seed, f->id, l + 1);
         }
     }
     /* backward, top layer first */
@@ -597,7 +586,7 @@ static void grad_recurrent(IrRun *r, const IrNode *f, const double *dy, const do
         }
         if (l > 0) {
             /* layer l's input is layer l-1's output after dropout */
-            if (dropout_on(o)) dropout_scale(dX, frames * H, f->a.p, o->seed, f->id, l);
+            if (dropout_on(o)) ir_interp_dropout(dX, frames * H, f->a.p, o->seed, f->id, l);
             memcpy(dY, dX, sizeof(double) * (size_t)(frames * H));
             sup_free(dX);
         }
@@ -732,7 +721,7 @@ static bool run_grad(IrRun *r, const IrNode *n, const IrInterpOpts *o, double **
         break;
     case IR_DROPOUT:
         memcpy(y, dy, sizeof(double) * (size_t)size);
-        if (dropout_on(o)) dropout_scale(y, size, f->a.p, o->seed, f->id, 0);
+        if (dropout_on(o)) ir_interp_dropout(y, size, f->a.p, o->seed, f->id, 0);
         break;
     case IR_ACT: {
         const double *x = val(r, n->in[1]);

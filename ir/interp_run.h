@@ -27,6 +27,12 @@ struct IrRun {
  * on error. For the forward ops only. */
 int ir_interp_time_of(const IrRun *r, const IrNode *n, const char **why);
 
+/* Inverted dropout in place: the mask of element k of node `id` (recurrent layer
+ * output `sub`) is a function of (seed, id, sub, k) only, so the backward pass
+ * recomputes the forward's mask. */
+void ir_interp_dropout(double *x, long n, double p, uint64_t seed, int id, int sub);
+double ir_interp_sigmoid(double x);
+
 /* interp_grad.c: runs one OPF_TRAIN node; frees / resets the training state. */
 bool ir_interp_train_node(IrRun *r, const IrNode *n, const IrInterpOpts *o, const char **why);
 void ir_interp_train_reset(IrRun *r);

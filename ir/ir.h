@@ -205,6 +205,9 @@ IrChiStats ir_chi_stats(const IrChi *c);
 IrChi ir_chi_concat(Arena *a, const IrChi *parts, int nparts);
 IrChi ir_chi_tile(Arena *a, const IrChi *c, int times); /* flatten: the same type per frame */
 IrChi ir_chi_all_positive(Arena *a, const IrChi *c);    /* lstm/gru gates: partners kept, signs +1 */
+/* Numbers the orbits ({f, partner f}) by their first feature into orbit_of[n];
+ * returns their count. trivial: every feature its own orbit. */
+int ir_chi_orbits(const IrChi *c, bool trivial, int *orbit_of);
 /* The type of a skeleton tensor: features (joint, coord), joint-major. */
 IrChi ir_chi_skeleton(Arena *a, const IrSkeleton *s, int ncoords, const bool *coord_negated);
 /* Checks the type's invariants (partner an involution, signs equal on partners). */

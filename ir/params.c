@@ -69,15 +69,6 @@ static const IrBasis *basis_of(Arena *a, const IrChi *c, bool unconstrained) {
     return b;
 }
 
-/* Orbits of a type, numbered by their first feature; returns their count. */
-static int orbits(const IrChi *c, bool trivial, int *orbit_of) {
-    int k = 0;
-    for (int f = 0; f < c->n; f++) {
-        int g = trivial || !c->partner ? f : c->partner[f];
-        orbit_of[f] = g < f ? orbit_of[g] : k++;
-    }
-    return k;
-}
 
 static void add_map(Layout *l, const IrNode *n, const char *a_name, const char *b_name, int layer,
                     int gate, int tap, const IrBasis *out, const IrBasis *in) {
@@ -135,7 +126,7 @@ IrParams *ir_params_new(Arena *a, const IrProgram *p) {
         case IR_BATCHNORM: {
             const IrBasis *b = basis_of(a, &n->chi, unc);
             int *orb = arena_new_array(a, int, n->chi.n > 0 ? n->chi.n : 1);
-            int norb = orbits(&n->chi, unc, orb);
+            int norb = ir_chi_orbits(&n->chi, unc, orb);
             add(&l, n, "gamma", 0, 0, 0, norb, 1, true, b, b);
             add(&l, n, "beta", 0, 0, 0, b->d_even, 1, true, b, b);
             add(&l, n, "mean", 0, 0, 0, b->d_even, 1, false, b, b);
