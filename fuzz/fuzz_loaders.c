@@ -27,12 +27,11 @@ static size_t item_size(RtDtype t) {
 
 /* Header and data of a back into .npy bytes, read again: the same array, or abort. */
 static void check_npy_round_trip(const RtArray *a) {
+    /* Strings are held as char* (not their file bytes): the unit tests cover writing them. */
+    if (a->dtype == RT_STR) return;
     char hdr[320];
     size_t hl = rt_npy_header(a, hdr, sizeof hdr);
-    if (!hl) {
-        if (a->dtype != RT_STR) abort();
-        return;
-    }
+    if (!hl) abort();
     size_t bytes = (size_t)rt_array_count(a) * item_size(a->dtype);
     uint8_t *buf = malloc(hl + bytes + 1);
     memcpy(buf, hdr, hl);
