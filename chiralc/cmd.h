@@ -32,4 +32,13 @@ typedef struct EmitOpts {
 } EmitOpts;
 int cmd_emit(IrProgram *p, const EmitOpts *o);
 
+/* ---- build.c -------------------------------------------------------------------- */
+typedef struct BuildOpts {
+    const char *output; /* -o PROGRAM */
+    bool no_fold;
+    bool verbose;       /* print the compiler's command line */
+    const char *opt;    /* the C compiler's optimisation flag, "-O2" by default */
+} BuildOpts;
+int cmd_build(IrProgram *p, const BuildOpts *o);
+
 #endif

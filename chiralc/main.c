@@ -3,6 +3,7 @@
  *   chiralc inspect MODEL.net [--after PASS] [--ir] [--table] [--dot FILE]
  *   chiralc check   MODEL.net [--seed S] [--batch B] [--tolerance T]
  *   chiralc emit c|kir MODEL.net [-o DIR] [--no-fold]
+ *   chiralc build   MODEL.net -o PROGRAM [--no-fold] [--verbose] [-O0|-O1|-O2|-O3]
  * and, for both, the compilation options
  *   [--baseline] [--layout joints|pairs] [--neg-ratio R] [--activations paper|mixed]
  *   [--sharing full|paper] [--set NAME=VALUE]... [--train]
@@ -26,6 +27,8 @@ static const char usage_text[] =
     "            written network, the paper's sharing and the folded network\n"
     "  check     random folded weights and inputs: the equivariance error (float64)\n"
     "  emit c|kir  the generated C source (DIR/MODEL.c) or the kernel IR as text\n"
+    "  build     a standalone program that trains, evaluates, predicts and exports\n"
+    "            (compiled for training; PROGRAM --help lists its commands)\n"
     "\n"
     "compilation options (both commands):\n"
     "  --baseline               the written network, without chirality\n"
@@ -47,6 +50,15 @@ static const char usage_text[] =
     "emit options:\n"
     "  -o DIR       write DIR/MODEL.c (emit kir: DIR/MODEL.kir); default: stdout\n"
     "  --no-fold    dense masked weights instead of the folded blocks (the control)\n"
+    "\n"
+    "build options:\n"
+    "  -o PROGRAM   the executable to write (atomically)\n"
+    "  --no-fold    dense masked weights (the control)\n"
+    "  --verbose    print the C compiler's command line\n"
+    "  -O0 ... -O3  the C compiler's optimisation (default -O2; the results are the\n"
+    "               same at every level, -O0 compiles large models much faster)\n"
+    "  (environment: CHIRALC_CC, CHIRALC_INCLUDE, CHIRALC_RUNTIME, CHIRALC_LIBS override\n"
+    "   the compiler, include directories, libchiralrt.a and the link libraries)\n"
     "\n"
     "check options:\n"
     "  --seed S  --batch B  --tolerance T (default 1e-12)\n";
@@ -71,6 +83,7 @@ typedef struct Cli {
     InspectOpts inspect;
     CheckOpts check;
     EmitOpts emit;      /* emit: the target word follows the command */
+    BuildOpts build;
 } Cli;
 
 static bool parse_number(const char *s, double *out) {
@@ -93,8 +106,9 @@ static int parse_args(Cli *c, int argc, char **argv) {
     c->check = (CheckOpts){.seed = 1, .batch = 4, .tolerance = 1e-12};
     c->cmd = argv[1];
     bool inspect = strcmp(c->cmd, "inspect") == 0, check = strcmp(c->cmd, "check") == 0;
-    bool emit = strcmp(c->cmd, "emit") == 0;
-    if (!inspect && !check && !emit) return usage_error("unknown command '%s'", c->cmd);
+    bool emit = strcmp(c->cmd, "emit") == 0, build = strcmp(c->cmd, "build") == 0;
+    if (!inspect && !check && !emit && !build) return usage_error("unknown command '%s'", c->cmd);
+    c->train = build; /* a program trains: the training graph is part of it */
     int first = 2;
     if (emit) {
         if (argc < 3 || (strcmp(argv[2], "c") != 0 && strcmp(argv[2], "kir") != 0))
@@ -127,6 +141,16 @@ static int parse_args(Cli *c, int argc, char **argv) {
             c->emit.dir = argv[++i];
         } else if (emit && strcmp(a, "--no-fold") == 0) {
             c->emit.no_fold = true;
+        } else if (build && strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) return usage_error("option '-o' needs a value");
+            c->build.output = argv[++i];
+        } else if (build && strcmp(a, "--no-fold") == 0) {
+            c->build.no_fold = true;
+        } else if (build && strcmp(a, "--verbose") == 0) {
+            c->build.verbose = true;
+        } else if (build && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0 ||
+                             strcmp(a, "-O3") == 0)) {
+            c->build.opt = a;
         } else if (inspect && strcmp(a, "--ir") == 0) {
             c->inspect.ir = true;
         } else if (inspect && strcmp(a, "--table") == 0) {
@@ -174,6 +198,7 @@ static int parse_args(Cli *c, int argc, char **argv) {
         if (val) *val = v;
     }
     if (!c->model) return usage_error("no model file given");
+    if (build && (!c->build.output || !*c->build.output)) return usage_error("build needs -o PROGRAM");
     if (!c->inspect.ir && !c->inspect.table && !c->after) c->inspect.ir = c->inspect.table = true;
     return 0;
 }
@@ -231,6 +256,8 @@ static int compile_and_run(Cli *c) {
         status = c->after && !c->inspect.table && !c->inspect.dot ? 0 : cmd_inspect(prog, &c->inspect);
     else if (strcmp(c->cmd, "emit") == 0)
         status = cmd_emit(prog, &c->emit);
+    else if (strcmp(c->cmd, "build") == 0)
+        status = cmd_build(prog, &c->build);
     else
         status = cmd_check(prog, &c->check);
 done:

@@ -36,6 +36,8 @@ typedef enum KirBufKind {
     KIR_BUF_TARGET,
     KIR_BUF_GRAD,
     KIR_BUF_TEMP,    /* placed in the arena by the memory plan */
+    KIR_BUF_DENSE,   /* the dense export (densify's output, export.c) */
+    KIR_BUF_DOUTPUT, /* dL/d(output), from the runtime (RtExec.doutputs) */
     KIR_NUM_BUF_KINDS
 } KirBufKind;
 extern const char *const kir_buf_kind_name[KIR_NUM_BUF_KINDS];
@@ -153,9 +155,15 @@ typedef struct KirStep {
 } KirStep;
 
 /* The functions of a program. prepare: parameters -> derived inference weights,
- * once after loading; forward_infer / forward_train: one batch. (A later round adds
- * backward.) */
-typedef enum KirFn { KIR_FN_PREPARE, KIR_FN_INFER, KIR_FN_TRAIN, KIR_NUM_FNS } KirFn;
+ * once after loading; forward_infer / forward_train: one batch; backward_infer /
+ * backward_train (training graphs only): the parameter gradients after a forward of
+ * the same mode on the same batch, reading what that forward left in the arena. */
+typedef enum KirFn {
+    KIR_FN_PREPARE, KIR_FN_INFER, KIR_FN_TRAIN, KIR_FN_DENSIFY, KIR_FN_BWD_INFER, KIR_FN_BWD_TRAIN, KIR_NUM_FNS
+} KirFn;
+/* The forward a function runs after (itself for the others): a temporary may
+ * live across a forward and its backward. */
+KirFn kir_fn_forward_of(KirFn f);
 extern const char *const kir_fn_name[KIR_NUM_FNS];
 typedef struct KirFunc {
     KirStep *steps;
@@ -232,6 +240,7 @@ typedef struct CgModel {
     int *input_buf, *output_buf;   /* by declaration index */
     int *input_frames, *output_frames; /* 0: no time axis */
     const char *fingerprint;       /* of the typed graph: checkpoint compatibility */
+    struct CgExport *dense;        /* the dense export (export.c) */
 } CgModel;
 
 /* Returns NULL after reporting a user error through prog->diag. */
@@ -241,11 +250,33 @@ void cg_params_from_ir(const CgModel *m, const IrParams *w, float *params, float
 /* A fingerprint of the typed graph's text form ("fnv1a64:..."). */
 const char *cg_fingerprint(Arena *a, const IrProgram *p);
 
+/* ---- export.c: the dense export (PyTorch's modules, names and layouts) ----------------- */
+
+/* One dense tensor: `count` floats at `offset` of the dense buffer, shape[0..ndim). */
+typedef struct CgDense {
+    const char *name;      /* "n3.weight", "n7.bias_hh_l1" */
+    int ndim;
+    long shape[3];
+    long offset, count;
+} CgDense;
+typedef struct CgExport {
+    CgDense *t;
+    int n;
+    long size;             /* floats of the dense buffer */
+    int dense_buf;         /* its kernel IR buffer (KIR_BUF_DENSE) */
+    const char *graph_json;/* the network for a loader (tests/torch_export_check.py) */
+} CgExport;
+/* Lowers the dense construction of every layer into the function KIR_FN_DENSIFY
+ * (params, state -> dense; no temporaries) and sets m->dense. cg_lower calls it. */
+void cg_export_lower(CgModel *m);
+
 /* ---- plan.c: the static memory plan ----------------------------------------------- */
 
 /* Liveness (first and last step of the one function that touches a temporary)
  * and first-fit offsets, per-sample and fixed regions separately; sets
- * k->arena_per_sample and k->arena_fixed. */
+ * k->arena_per_sample and k->arena_fixed. A forward and its backward are one
+ * timeline (the backward's steps numbered after the forward's): a temporary of
+ * either has func = the forward (kir_fn_forward_of) and first/last on it. */
 void cg_plan(KirProgram *k);
 /* The arena offset of a temporary for a batch: per-sample buffers at
  * offset * batch, fixed ones after the per-sample region. */
@@ -255,6 +286,12 @@ long cg_plan_address(const KirProgram *k, int b, long batch);
 
 /* One readable C11 file defining the model descriptor (RtModel, runtime/rt.h). */
 void cg_emit_c(FILE *out, const CgModel *m);
+/* float64: every scalar and buffer is double (cblas_dgemm); the RtExec pointers
+ * must then point to doubles (cast). For tests only (finite differences). */
+typedef struct CgEmitOptions {
+    bool f64;
+} CgEmitOptions;
+void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o);
 /* Writes DIR/MODEL.c atomically; false after reporting through prog->diag. */
 bool cg_write_c(const CgModel *m, const char *dir, const char **path_out);
 

@@ -21,6 +21,7 @@ typedef struct E {
     const KirProgram *k;
     const KirExpr *red[16]; /* the reductions of the store being printed */
     int nred;
+    bool f64;               /* CgEmitOptions.f64: double scalars (tests) */
 } E;
 
 static const char *const var_c[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
@@ -40,6 +41,24 @@ static void float_c(FILE *out, double v) {
     bool dot = strpbrk(buf, ".e") != NULL;
     fprintf(out, v < 0 ? "(%s%sf)" : "%s%sf", buf, dot ? "" : ".0");
 }
+
+/* A constant in the scalar type of the file. */
+static void num_c(const E *e, double v) {
+    if (!e->f64 || isinf(v)) {
+        float_c(e->out, v);
+        return;
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    fprintf(e->out, v < 0 ? "(%s%s)" : "%s%s", buf, strpbrk(buf, ".e") ? "" : ".0");
+}
+/* A math function of the scalar type: expf or exp. */
+static const char *fn_c(const E *e, const char *f) {
+    static char buf[32];
+    snprintf(buf, sizeof buf, "%s%s", f, e->f64 ? "" : "f");
+    return buf;
+}
+static const char *ty_c(const E *e) { return e->f64 ? "double" : "float"; }
 
 static void affine_c(FILE *out, long off, const long *coef) {
     fprintf(out, "%ld", off);
@@ -86,7 +105,7 @@ static const char *cmp_op(KirEop op) {
 static void expr_c(E *e, const KirExpr *x) {
     FILE *out = e->out;
     switch (x->op) {
-    case KIR_E_CONST: float_c(out, x->value); return;
+    case KIR_E_CONST: num_c(e, x->value); return;
     case KIR_E_LOAD:
         if (x->idx.guard) {
             fputs("(0 <= ", out);
@@ -95,7 +114,7 @@ static void expr_c(E *e, const KirExpr *x) {
             affine_c(out, x->idx.goff, x->idx.gcoef);
             fprintf(out, " < %ld ? b%d[", x->idx.glimit, x->idx.buf);
             index_c(e, &x->idx);
-            fputs("] : 0.0f)", out);
+            fputs(e->f64 ? "] : 0.0)" : "] : 0.0f)", out);
             return;
         }
         fprintf(out, "b%d[", x->idx.buf);
@@ -103,10 +122,10 @@ static void expr_c(E *e, const KirExpr *x) {
         fputc(']', out);
         return;
     case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_c[x->var]); return;
-    case KIR_E_BATCH: fputs("(float)N", out); return;
+    case KIR_E_BATCH: fprintf(out, "(%s)N", ty_c(e)); return;
     case KIR_E_MOMENTUM:
-        fputs("(x->bn_momentum >= 0 ? (float)x->bn_momentum : ", out);
-        float_c(out, x->value);
+        fprintf(out, "(x->bn_momentum >= 0 ? (%s)x->bn_momentum : ", ty_c(e));
+        num_c(e, x->value);
         fputc(')', out);
         return;
     case KIR_E_DROPMASK:
@@ -118,18 +137,18 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_RMAX:
         for (int i = 0; i < e->nred; i++)
             if (e->red[i] == x) {
-                fprintf(out, "(float)red%d", i);
+                fprintf(out, "(%s)red%d", ty_c(e), i);
                 return;
             }
         sup_bug("C backend: a reduction was not hoisted");
     case KIR_E_NEG: call1(e, "-", x->a[0]); return;
-    case KIR_E_ABS: call1(e, "fabsf", x->a[0]); return;
-    case KIR_E_EXP: call1(e, "expf", x->a[0]); return;
-    case KIR_E_EXPM1: call1(e, "expm1f", x->a[0]); return;
-    case KIR_E_LOG: call1(e, "logf", x->a[0]); return;
-    case KIR_E_SQRT: call1(e, "sqrtf", x->a[0]); return;
-    case KIR_E_TANH: call1(e, "tanhf", x->a[0]); return;
-    case KIR_E_ERF: call1(e, "erff", x->a[0]); return;
+    case KIR_E_ABS: call1(e, fn_c(e, "fabs"), x->a[0]); return;
+    case KIR_E_EXP: call1(e, fn_c(e, "exp"), x->a[0]); return;
+    case KIR_E_EXPM1: call1(e, fn_c(e, "expm1"), x->a[0]); return;
+    case KIR_E_LOG: call1(e, fn_c(e, "log"), x->a[0]); return;
+    case KIR_E_SQRT: call1(e, fn_c(e, "sqrt"), x->a[0]); return;
+    case KIR_E_TANH: call1(e, fn_c(e, "tanh"), x->a[0]); return;
+    case KIR_E_ERF: call1(e, fn_c(e, "erf"), x->a[0]); return;
     case KIR_E_SIGMOID: call1(e, "sigmoid", x->a[0]); return;
     case KIR_E_ADD: infix(e, "+", x->a[0], x->a[1]); return;
     case KIR_E_SUB: infix(e, "-", x->a[0], x->a[1]); return;
@@ -137,7 +156,7 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_DIV: infix(e, "/", x->a[0], x->a[1]); return;
     case KIR_E_MIN:
     case KIR_E_MAX:
-        fprintf(out, "%s(", x->op == KIR_E_MIN ? "fminf" : "fmaxf");
+        fprintf(out, "%s(", fn_c(e, x->op == KIR_E_MIN ? "fmin" : "fmax"));
         expr_c(e, x->a[0]);
         fputs(", ", out);
         expr_c(e, x->a[1]);
@@ -149,12 +168,12 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_GE:
         fputc('(', out);
         infix(e, cmp_op(x->op), x->a[0], x->a[1]);
-        fputs(" ? 1.0f : 0.0f)", out);
+        fputs(e->f64 ? " ? 1.0 : 0.0)" : " ? 1.0f : 0.0f)", out);
         return;
     case KIR_E_SELECT:
         fputc('(', out);
         if (cmp_op(x->a[0]->op)) infix(e, cmp_op(x->a[0]->op), x->a[0]->a[0], x->a[0]->a[1]);
-        else fputc('(', out), expr_c(e, x->a[0]), fputs(" != 0.0f)", out);
+        else fputc('(', out), expr_c(e, x->a[0]), fputs(e->f64 ? " != 0.0)" : " != 0.0f)", out);
         fputs(" ? ", out);
         expr_c(e, x->a[1]);
         fputs(" : ", out);
@@ -200,12 +219,12 @@ static void step_c(E *e, int i, const KirStep *s) {
             ind = 2;
         }
         indent(out, ind);
-        fprintf(out, "cblas_sgemm(CblasRowMajor, %s, %s, ", g->ta ? "CblasTrans" : "CblasNoTrans",
+        fprintf(out, "cblas_%cgemm(CblasRowMajor, %s, %s, ", e->f64 ? 'd' : 's', g->ta ? "CblasTrans" : "CblasNoTrans",
                 g->tb ? "CblasTrans" : "CblasNoTrans");
         dim_c(out, g->m), fputs(", ", out), dim_c(out, g->n), fputs(", ", out), dim_c(out, g->k);
-        fputs(", ", out), float_c(out, g->alpha), fputs(",\n", out);
+        fputs(", ", out), num_c(e, g->alpha), fputs(",\n", out);
         indent(out, ind + 2), mat_c(e, &g->a, batched), fputs(", ", out), mat_c(e, &g->b, batched);
-        fputs(", ", out), float_c(out, g->beta), fputs(", ", out), mat_c(e, &g->c, batched), fputs(");\n", out);
+        fputs(", ", out), num_c(e, g->beta), fputs(", ", out), mat_c(e, &g->c, batched), fputs(");\n", out);
         return;
     }
     const KirLoop *l = &s->l;
@@ -287,7 +306,16 @@ static void mark_tabs(bool *used, const KirExpr *x) {
     for (int i = 0; i < kir_eop_arity[x->op]; i++) mark_tabs(used, x->a[i]);
 }
 
+static void densify_c(E *e);
+
 static void function_c(E *e, KirFn f) {
+    if (f == KIR_FN_DENSIFY) { /* its own signature: not a forward pass */
+        bool f64 = e->f64;
+        e->f64 = false; /* float32 always: its buffers are the caller's floats */
+        densify_c(e);
+        e->f64 = f64;
+        return;
+    }
     const KirProgram *k = e->k;
     const KirFunc *fn = &k->fn[f];
     FILE *out = e->out;
@@ -313,7 +341,8 @@ static void function_c(E *e, KirFn f) {
         if (!used[b]) continue;
         const KirBuf *x = &k->bufs[b];
         const char *cq = written[b] ? "" : "const ";
-        fprintf(out, "    %sfloat *b%d = ", cq, b);
+        fprintf(out, "    %s%s *b%d = ", cq, ty_c(e), b);
+        if (e->f64) fprintf(out, "(%s%s *)", cq, ty_c(e)); /* the caller's doubles (CgEmitOptions) */
         switch (x->kind) {
         case KIR_BUF_PARAM: fputs("x->params", out); break;
         case KIR_BUF_STATE: fputs("x->state", out); break;
@@ -322,6 +351,7 @@ static void function_c(E *e, KirFn f) {
         case KIR_BUF_OUTPUT: fprintf(out, "x->outputs[%d]", x->io); break;
         case KIR_BUF_GRAD: fputs("x->grads", out); break;
         case KIR_BUF_TARGET: fprintf(out, "(const float *)x->targets[%d]", x->io); break;
+        case KIR_BUF_DOUTPUT: fprintf(out, "x->doutputs[%d]", x->io); break;
         case KIR_BUF_TEMP:
             if (x->per_sample) fprintf(out, "x->arena + %ldL * N", x->offset);
             else fprintf(out, "x->arena + %ldL * N + %ldL", k->arena_per_sample, x->offset);
@@ -336,6 +366,65 @@ static void function_c(E *e, KirFn f) {
     sup_free(written);
 }
 
+/* ---- the dense export (codegen/export.c) -------------------------------------------------- */
+
+/* densify_fn(m, params, state, dense): the steps of KIR_FN_DENSIFY, which read only
+ * params and state and write only the dense buffer; then the dense table and the
+ * graph's JSON, as string pieces one line each (readable in the file). */
+static void str_c(FILE *out, const char *s);
+static void str_c_n(FILE *out, const char *s, size_t n);
+
+static void densify_c(E *e) {
+    const KirProgram *k = e->k;
+    const CgExport *x = e->m->dense;
+    FILE *out = e->out;
+    fputs("\n/* the dense export: every layer's weights in PyTorch's layout (RtModel.densify) */\n"
+          "static void densify_fn(const RtModel *m, const float *params, const float *state, float *dense) {\n"
+          "    (void)m, (void)params, (void)state, (void)dense;\n",
+          out);
+    for (int b = 0; b < k->nbufs; b++) {
+        const KirBuf *bf = &k->bufs[b];
+        if (bf->kind == KIR_BUF_PARAM) fprintf(out, "    const float *b%d = params;\n", b);
+        else if (bf->kind == KIR_BUF_STATE) fprintf(out, "    const float *b%d = state;\n", b);
+        else if (bf->kind == KIR_BUF_DENSE) fprintf(out, "    float *b%d = dense;\n", b);
+        else continue;
+        fprintf(out, "    (void)b%d;\n", b);
+    }
+    const KirFunc *fn = &k->fn[KIR_FN_DENSIFY];
+    for (int i = 0; i < fn->nsteps; i++) step_c(e, i, &fn->steps[i]);
+    fputs("}\n\n", out);
+    fprintf(out, "static const RtModelDense dense_table[%d] = {\n", x && x->n > 0 ? x->n : 1);
+    for (int i = 0; x && i < x->n; i++) {
+        const CgDense *d = &x->t[i];
+        fputs("    {", out);
+        str_c(out, d->name);
+        fprintf(out, ", %d, {%ld, %ld, %ld}, %ld, %ld},\n", d->ndim, d->shape[0], d->shape[1], d->shape[2], d->offset,
+                d->count);
+    }
+    if (!x || x->n == 0) fputs("    {NULL, 0, {0, 0, 0}, 0, 0}, /* none: the table is never read */\n", out);
+    /* one string, longer than the 4095 characters ISO C promises; gcc and clang take it */
+    fputs("};\n\n#pragma GCC diagnostic push\n#pragma GCC diagnostic ignored \"-Woverlength-strings\"\n"
+          "static const char graph_json[] =\n", out);
+    const char *s = x ? x->graph_json : "{}";
+    while (*s) {
+        const char *nl = strchr(s, '\n');
+        size_t n = nl ? (size_t)(nl - s + 1) : strlen(s);
+        fputs("    ", out);
+        str_c_n(out, s, n);
+        fputc('\n', out);
+        s += n;
+    }
+    fputs("    \"\";\n#pragma GCC diagnostic pop\n", out);
+}
+
+/* The descriptor's fields of the dense export. */
+static void export_fields_c(E *e) {
+    const CgExport *x = e->m->dense;
+    fprintf(e->out, "    .ndense = %d, .dense = dense_table, .dense_size = %ld, .densify = densify_fn,\n"
+                    "    .graph_json = graph_json,\n",
+            x ? x->n : 0, x ? x->size : 0L);
+}
+
 /* ---- the descriptor ----------------------------------------------------------------------- */
 
 static void str_c(FILE *out, const char *s) {
@@ -344,6 +433,18 @@ static void str_c(FILE *out, const char *s) {
         if (*s == '"' || *s == '\\') fputc('\\', out);
         if ((unsigned char)*s < 32) fprintf(out, "\\%03o", (unsigned char)*s);
         else fputc(*s, out);
+    }
+    fputc('"', out);
+}
+/* The first n characters of s as a C string literal (export). */
+static void str_c_n(FILE *out, const char *s, size_t n) {
+    fputc('"', out);
+    for (size_t i = 0; i < n && s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fputc('\\', out);
+        if (c == '\n') fputs("\\n", out);
+        else if (c < 32) fprintf(out, "\\%03o", c);
+        else fputc(c, out);
     }
     fputc('"', out);
 }
@@ -491,10 +592,40 @@ static void params_c(E *e, bool state) {
     (void)a;
 }
 
-void cg_emit_c(FILE *out, const CgModel *m) {
+/* ---- the backward (codegen/lower_grad.c) ------------------------------------------------- */
+
+/* Whether the model has a lowered training graph (backward_infer / backward_train). */
+static bool has_backward(const E *e) {
+    return e->k->fn[KIR_FN_BWD_INFER].nsteps > 0 || e->k->fn[KIR_FN_BWD_TRAIN].nsteps > 0;
+}
+
+/* backward_fn(m, x): the backward of x->mode (RtModel.backward). */
+static void backward_c(E *e) {
+    if (!has_backward(e)) return;
+    fputs("static void backward_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n"
+          "    if (x->mode == RT_MODE_TRAINING) backward_train(x);\n    else backward_infer(x);\n}\n\n",
+          e->out);
+}
+
+/* The scalar helpers of the float64 mode (CgEmitOptions.f64). */
+static void helpers_f64_c(const E *e) {
+    FILE *out = e->out;
+    if (uses_op(e->k, KIR_E_SIGMOID)) fputs("static inline double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }\n\n", out);
+    if (uses_op(e->k, KIR_E_DROPMASK))
+        fputs("static inline double dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
+              "    if (!x->dropout) return 1.0;\n"
+              "    if (p >= 1) return 0.0;\n"
+              "    double u = rt_rng_uniform(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k);\n"
+              "    return u >= p ? 1.0 / (1.0 - p) : 0.0;\n"
+              "}\n\n", out);
+}
+
+void cg_emit_c(FILE *out, const CgModel *m) { cg_emit_c_opts(out, m, NULL); }
+
+void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
     const KirProgram *k = m->k;
     const IrProgram *p = m->prog;
-    E e = {.out = out, .m = m, .k = k};
+    E e = {.out = out, .m = m, .k = k, .f64 = o && o->f64};
     const char *src = p->file ? p->file->name : p->model;
     const IrChirality *c = &p->cfg;
     const char *options = arena_printf(p->arena, "%s%s layout=%s activations=%s sharing=%s",
@@ -510,9 +641,10 @@ void cg_emit_c(FILE *out, const CgModel *m) {
             k->arena_per_sample, k->arena_fixed);
     fputs("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include <cblas.h>\n\n"
           "#include \"runtime/rt.h\"\n\n", out);
-    if (uses_op(k, KIR_E_SIGMOID))
+    if (e.f64) helpers_f64_c(&e);
+    else if (uses_op(k, KIR_E_SIGMOID))
         fputs("static inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }\n\n", out);
-    if (uses_op(k, KIR_E_DROPMASK))
+    if (!e.f64 && uses_op(k, KIR_E_DROPMASK))
         fputs("/* inverted dropout: the mask of element k of draw `stream` (see RtExec) */\n"
               "static inline float dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
               "    if (!x->dropout) return 1.0f;\n"
@@ -554,7 +686,8 @@ void cg_emit_c(FILE *out, const CgModel *m) {
                 x->offset, x->per_sample ? x->per_sample : x->fixed, kir_fn_name[x->func], x->first, x->last);
     }
     fputs(" */\n", out);
-    for (int f = 0; f < KIR_NUM_FNS; f++) function_c(&e, (KirFn)f);
+    for (int f = 0; f < KIR_NUM_FNS; f++)
+        if (kir_fn_forward_of((KirFn)f) == (KirFn)f || has_backward(&e)) function_c(&e, (KirFn)f);
     init_c(&e);
     fputs("\n", out);
     params_c(&e, false);
@@ -564,6 +697,7 @@ void cg_emit_c(FILE *out, const CgModel *m) {
     fputs("\nstatic void prepare_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n    prepare(x);\n}\n"
           "static void forward_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n"
           "    if (x->mode == RT_MODE_TRAINING) forward_train(x);\n    else forward_infer(x);\n}\n\n", out);
+    backward_c(&e);
     const IrTrain *t = &p->train;
     static const char *const losses[] = {"", "mse", "l1", "mpjpe", "cross_entropy"};
     int lo = -1;
@@ -588,7 +722,10 @@ void cg_emit_c(FILE *out, const CgModel *m) {
                  "              .weight_decay = %.17g, .clip = %.17g, .batch = %d, .epochs = %d, .mirror = %.17g},\n",
             losses[t->loss], lo, t->optimizer == IR_OPTIM_ADAM ? "adam" : "sgd", t->lr, t->beta1, t->beta2,
             t->momentum, t->decay, t->weight_decay, t->clip, t->batch, t->epochs, t->mirror);
-    fputs("    .init = init, .prepare = prepare_fn, .forward = forward_fn, .backward = NULL,\n};\n\n"
+    export_fields_c(&e);
+    fprintf(out, "    .init = init, .prepare = prepare_fn, .forward = forward_fn, .backward = %s,\n",
+            has_backward(&e) ? "backward_fn" : "NULL");
+    fputs("};\n\n"
           "const RtModel *rt_model_get(void) { return &model; }\n", out);
 }
 

@@ -7,8 +7,14 @@
 #include "codegen/codegen.h"
 
 const char *const kir_buf_kind_name[KIR_NUM_BUF_KINDS] = {"param", "state", "prep", "input",
-                                                          "output", "target", "grad", "temp"};
-const char *const kir_fn_name[KIR_NUM_FNS] = {"prepare", "forward_infer", "forward_train"};
+                                                          "output", "target", "grad", "temp", "dense",
+                                                          "doutput"};
+const char *const kir_fn_name[KIR_NUM_FNS] = {"prepare", "forward_infer", "forward_train", "densify",
+                                              "backward_infer", "backward_train"};
+
+KirFn kir_fn_forward_of(KirFn f) {
+    return f == KIR_FN_BWD_INFER ? KIR_FN_INFER : f == KIR_FN_BWD_TRAIN ? KIR_FN_TRAIN : f;
+}
 const char *const kir_eop_name[KIR_NUM_EOPS] = {
 #define X(e, name, k) name,
     KIR_EXPRS(X)
@@ -261,6 +267,7 @@ void kir_print(FILE *out, const KirProgram *k) {
     fprintf(out, "arena N*%ld + %ld\n", k->arena_per_sample, k->arena_fixed);
     for (int f = 0; f < KIR_NUM_FNS; f++) {
         const KirFunc *fn = &k->fn[f];
+        if (kir_fn_forward_of((KirFn)f) != (KirFn)f && fn->nsteps == 0) continue; /* no training graph */
         fprintf(out, "fn %s (%d steps)\n", kir_fn_name[f], fn->nsteps);
         for (int i = 0; i < fn->nsteps; i++) {
             const KirStep *s = &fn->steps[i];

@@ -22,51 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen/codegen.h"
-
-/* The tables of one basis (chirality.md 2), as gathers:
- *   even component c = x[ef[c]] + es[c] * x[eg[c]]    (es = 0 for a centre)
- *   odd  component c = x[of[c]] + os[c] * x[og[c]]    (os = -s for a pair)
- *   feature f        = ca[f] * even[ie[f]] + cb[f] * odd[io[f]]
- *   feature j enters even component kE[j] with aE[j], odd component kO[j] with aO[j]. */
-typedef struct BT {
-    const IrBasis *b;
-    int n, de, dod;
-    int ef, eg, es, of, og, os;   /* tables (es, os float) */
-    int ie, io, ca, cb;           /* synthesis */
-    int kE, kO, aE, aO;           /* dense builder */
-    bool pairs_e, pairs_o;        /* some component has a second term */
-} BT;
-
-typedef struct L {
-    CgModel *m;
-    KirProgram *k;
-    IrProgram *p;
-    Arena *a;
-    KirFn fn;
-    bool train;
-    int *val;                     /* node id -> buffer */
-    int **hfin, **cfin;           /* recurrent node id -> final state buffer per layer */
-    BT **bts;
-    int nbts, capbts;
-    bool *bwd;                    /* node id -> part of the training graph's backward half */
-} L;
-
-static KirDim D(long n) { return (KirDim){n, false}; }
-static KirDim NB(long n) { return (KirDim){n, true}; }
-static int frames(const IrNode *n) { return n->shape.time == IR_NO_TIME ? 1 : n->shape.time; }
-static const char *nname(L *l, const IrNode *n) {
-    return n->name ? arena_printf(l->a, "%%%d %s %s", n->id, ir_op_info[n->op].name, n->name)
-                   : arena_printf(l->a, "%%%d %s", n->id, ir_op_info[n->op].name);
-}
-
-static int temp(L *l, const char *name, long per_sample, long fixed) {
-    return kir_buf(l->k, name, KIR_BUF_TEMP, per_sample, fixed);
-}
+#include "codegen/lower_int.h"
 
 /* ---- tables ------------------------------------------------------------------------- */
 
-static const BT *bt_of(L *l, const IrBasis *b) {
+const BT *cg_bt_of(L *l, const IrBasis *b) {
     for (int i = 0; i < l->nbts; i++)
         if (l->bts[i]->b == b) return l->bts[i];
     KirProgram *k = l->k;
@@ -120,15 +80,7 @@ static const BT *bt_of(L *l, const IrBasis *b) {
     return t;
 }
 
-/* Orbits of a type numbered by first feature (as ir/params.c and the interpreter). */
-typedef struct Orb {
-    int norb;
-    int orb, first, partner, sign; /* tables: orbit of feature, first feature of orbit,
-                                      partner (int) and sign (float) of feature */
-    int orbE, orbO;                /* orbit of each even / odd component */
-} Orb;
-
-static Orb orb_of(L *l, const IrChi *c, bool trivial, const BT *bt) {
+Orb cg_orb_of(L *l, const IrChi *c, bool trivial, const BT *bt) {
     int n = c->n;
     int *orb = sup_malloc(sizeof(int) * (size_t)(3 * n + bt->de + bt->dod + 1));
     int *first = orb + n, *part = first + n, *oe = part + n, *oo = oe + bt->de;
@@ -156,46 +108,17 @@ static Orb orb_of(L *l, const IrChi *c, bool trivial, const BT *bt) {
 
 /* ---- expression helpers ---------------------------------------------------------------- */
 
-static KirExpr *C(L *l, double v) { return kir_const(l->k, v); }
-static KirExpr *ADD(L *l, KirExpr *a, KirExpr *b) {
-    if (!a) return b;
-    if (!b) return a;
-    return kir_bin(l->k, KIR_E_ADD, a, b);
-}
-static KirExpr *MUL(L *l, KirExpr *a, KirExpr *b) { return kir_bin(l->k, KIR_E_MUL, a, b); }
-static KirExpr *LD(L *l, KirIndex x) { return kir_load(l->k, x); }
-static KirExpr *TV(L *l, int tab, int var) { return kir_tabv(l->k, tab, var); }
-
-/* Index = buf[off + sum coefs + tab terms]: small builder. */
-static KirIndex IX(int buf, long off) { return kir_ix(buf, off); }
-static KirIndex IXv(int buf, long off, long c0, long c1, long c2, long c3) {
-    KirIndex x = kir_ix(buf, off);
-    x.coef[0] = c0, x.coef[1] = c1, x.coef[2] = c2, x.coef[3] = c3;
-    return x;
-}
-static KirIndex withtab(KirIndex x, int tab, int var) {
-    kir_ix_tab(&x, tab, var, 1);
-    return x;
-}
-
 /* Where a parameter entry lives: params or state buffer, and its offset. */
-static void ploc(L *l, const IrParamEntry *e, int *buf, long *off) {
+void cg_ploc(L *l, const IrParamEntry *e, int *buf, long *off) {
     long i = e - l->m->layout->entries;
     *buf = l->m->entry_state[i] ? l->m->state_buf : l->m->params_buf;
     *off = l->m->entry_offset[i];
 }
-static const IrParamEntry *need(L *l, const IrNode *n, const char *name, int layer, int gate, int tap) {
+const IrParamEntry *cg_need(L *l, const IrNode *n, const char *name, int layer, int gate, int tap) {
     const IrParamEntry *e = ir_params_find(l->m->layout, n, name, layer, gate, tap);
     if (!e) sup_bug("lowering: %s %%%d has no parameter %s", ir_op_info[n->op].name, n->id, name);
     return e;
 }
-static KirIndex PIX(L *l, const IrParamEntry *e, long extra) {
-    int b;
-    long off;
-    ploc(l, e, &b, &off);
-    return IX(b, off + extra);
-}
-
 static long prep_alloc(L *l, long n) {
     long off = l->m->prep_size;
     l->m->prep_size += n;
@@ -203,24 +126,15 @@ static long prep_alloc(L *l, long n) {
 }
 
 /* Even (odd) component `cvar` of x at index `row` (element = row + feature). */
-static KirExpr *analyse_expr(L *l, const BT *t, bool even, KirIndex row, int cvar) {
+KirExpr *cg_analyse_expr(L *l, const BT *t, bool even, KirIndex row, int cvar) {
     KirExpr *e = LD(l, withtab(row, even ? t->ef : t->of, cvar));
     if (!(even ? t->pairs_e : t->pairs_o)) return e;
     KirExpr *g = LD(l, withtab(row, even ? t->eg : t->og, cvar));
     return ADD(l, e, MUL(l, TV(l, even ? t->es : t->os, cvar), g));
 }
 
-/* Sum of loads, each at index + table(tab, fvar) (a component gathered per feature). */
-typedef struct Src {
-    KirIndex at;
-} Src;
-static KirExpr *gather(L *l, const Src *s, int ns, int tab, int fvar) {
-    KirExpr *e = NULL;
-    for (int i = 0; i < ns; i++) e = ADD(l, e, LD(l, withtab(s[i].at, tab, fvar)));
-    return e;
-}
 /* Feature fvar of a map's output from its even and odd sources: ca*E + cb*O. */
-static KirExpr *synth_expr(L *l, const BT *t, int fvar, const Src *ev, int ne, const Src *od, int no) {
+KirExpr *cg_synth_expr(L *l, const BT *t, int fvar, const Src *ev, int ne, const Src *od, int no) {
     KirExpr *e = NULL;
     if (t->de > 0 && ne > 0) e = MUL(l, TV(l, t->ca, fvar), gather(l, ev, ne, t->ie, fvar));
     if (t->dod > 0 && no > 0) e = ADD(l, e, MUL(l, TV(l, t->cb, fvar), gather(l, od, no, t->io, fvar)));
@@ -229,45 +143,28 @@ static KirExpr *synth_expr(L *l, const BT *t, int fvar, const Src *ev, int ne, c
 
 /* ---- linear maps ----------------------------------------------------------------------- */
 
-/* A linear map's weights: taps of (A, B) blocks, an optional even bias. */
-typedef struct Map {
-    const IrParamEntry *A0, *B0, *bias;
-    int taps;
-    long tapstride;
-    const BT *bo, *bi;
-} Map;
-
-static Map map_of(L *l, const IrNode *n, const char *a, const char *b, int layer, int gate) {
+Map cg_map_of(L *l, const IrNode *n, const char *a, const char *b, int layer, int gate) {
     Map m = {0};
-    m.A0 = need(l, n, a, layer, gate, 0);
-    m.B0 = need(l, n, b, layer, gate, 0);
+    m.A0 = cg_need(l, n, a, layer, gate, 0);
+    m.B0 = cg_need(l, n, b, layer, gate, 0);
     m.taps = n->op == IR_CONV1D ? n->a.kernel : 1;
     if (m.taps > 1) {
         int b0;
         long o0, o1;
-        ploc(l, m.A0, &b0, &o0);
-        ploc(l, need(l, n, a, layer, gate, 1), &b0, &o1);
+        cg_ploc(l, m.A0, &b0, &o0);
+        cg_ploc(l, cg_need(l, n, a, layer, gate, 1), &b0, &o1);
         m.tapstride = o1 - o0;
     }
-    m.bo = bt_of(l, m.A0->basis_out);
-    m.bi = bt_of(l, m.A0->basis_in);
+    m.bo = cg_bt_of(l, m.A0->basis_out);
+    m.bi = cg_bt_of(l, m.A0->basis_in);
     return m;
 }
 
-/* BN folded into a preceding map at inference: per output component the scale
- * gamma/sqrt(var+eps), and the even shift sc*(bias - mean) + beta. */
-typedef struct Fold {
-    const IrNode *bn;
-    const IrParamEntry *gamma, *beta, *mean, *var;
-    Orb orb;
-    double eps;
-} Fold;
-
-static Fold fold_of(L *l, const IrNode *bn, const BT *bt) {
+Fold cg_fold_of(L *l, const IrNode *bn, const BT *bt) {
     Fold f = {.bn = bn};
-    f.gamma = need(l, bn, "gamma", 0, 0, 0), f.beta = need(l, bn, "beta", 0, 0, 0);
-    f.mean = need(l, bn, "mean", 0, 0, 0), f.var = need(l, bn, "var", 0, 0, 0);
-    f.orb = orb_of(l, &bn->chi, bn->a.unconstrained || !bn->chi.partner, bt);
+    f.gamma = cg_need(l, bn, "gamma", 0, 0, 0), f.beta = cg_need(l, bn, "beta", 0, 0, 0);
+    f.mean = cg_need(l, bn, "mean", 0, 0, 0), f.var = cg_need(l, bn, "var", 0, 0, 0);
+    f.orb = cg_orb_of(l, &bn->chi, bn->a.unconstrained || !bn->chi.partner, bt);
     f.eps = bn->a.eps > 0 ? bn->a.eps : 1e-5;
     return f;
 }
@@ -280,7 +177,7 @@ static KirExpr *bn_scale(L *l, const Fold *f, int orbtab, int v) {
 
 /* Dense per-tap W[tap][Fout][Fin] of a map into (buf, off), optionally scaled
  * per output feature by a folded batchnorm. Function l->fn or prepare. */
-static void dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold *bn, const char *what) {
+void cg_dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold *bn, const char *what) {
     const BT *bo = m->bo, *bi = m->bi;
     long Fo = bo->n, Fi = bi->n;
     KirDim ext[3] = {D(m->taps), D(Fo), D(Fi)};
@@ -312,11 +209,11 @@ static void dense_bias(L *l, KirFn fn, const Map *m, int buf, long off, const Fo
     KirDim ext[1] = {D(bo->n)};
     KirStep *s = kir_loop(l->k, fn, what, 1, ext);
     Src b = {PIX(l, m->bias ? m->bias : m->A0, 0)};
-    KirExpr *e = m->bias ? synth_expr(l, bo, 0, &b, 1, NULL, 0) : C(l, 0);
+    KirExpr *e = m->bias ? cg_synth_expr(l, bo, 0, &b, 1, NULL, 0) : C(l, 0);
     if (bn) {
         Src mu = {PIX(l, bn->mean, 0)}, be = {PIX(l, bn->beta, 0)};
-        e = kir_bin(l->k, KIR_E_SUB, e, synth_expr(l, bo, 0, &mu, 1, NULL, 0));
-        e = ADD(l, MUL(l, bn_scale(l, bn, bn->orb.orb, 0), e), synth_expr(l, bo, 0, &be, 1, NULL, 0));
+        e = kir_bin(l->k, KIR_E_SUB, e, cg_synth_expr(l, bo, 0, &mu, 1, NULL, 0));
+        e = ADD(l, MUL(l, bn_scale(l, bn, bn->orb.orb, 0), e), cg_synth_expr(l, bo, 0, &be, 1, NULL, 0));
     }
     kir_store(l->k, s, IXv(buf, off, 1, 0, 0, 0), e);
 }
@@ -335,7 +232,7 @@ static int im2col(L *l, const IrNode *n, int xbuf, int Ti, int To, int Fin, cons
     KirIndex row = IXv(xbuf, -(long)pad * Fin, (long)Ti * Fin, (long)s * Fin, (long)d * Fin, 0);
     KirExpr *e;
     if (part == 2) e = LD(l, *kir_ix_var(&row, 3, 1));
-    else e = analyse_expr(l, bi, part == 0, row, 3);
+    else e = cg_analyse_expr(l, bi, part == 0, row, 3);
     if (pad > 0) {
         /* every load of e shares the guard on the source frame */
         KirExpr *stack[8];
@@ -357,15 +254,6 @@ static int im2col(L *l, const IrNode *n, int xbuf, int Ti, int To, int Fin, cons
     return col;
 }
 
-static KirGemm gemm_abt(KirDim m, long n, long kk, int abuf, long aoff, long lda, int bbuf, long boff,
-                        long ldb, int cbuf, long coff, long ldc, float beta) {
-    KirGemm g = {.ta = false, .tb = true, .m = m, .n = D(n), .k = D(kk), .alpha = 1, .beta = beta};
-    g.a = (KirMat){abuf, aoff, lda, 0};
-    g.b = (KirMat){bbuf, boff, ldb, 0};
-    g.c = (KirMat){cbuf, coff, ldc, 0};
-    return g;
-}
-
 /* The next node consumes only n and is a batchnorm over the same basis: fold it (inference). */
 static const IrNode *foldable_bn(L *l, const IrNode *n, const BT *bo) {
     if (l->train) return NULL;
@@ -377,7 +265,7 @@ static const IrNode *foldable_bn(L *l, const IrNode *n, const BT *bo) {
         for (int i = 0; u && !l->bwd[u->id] && i < u->nin; i++)
             if (u->in[i] == n) {
                 if (u->op != IR_BATCHNORM) return NULL;
-                const IrParamEntry *be = need(l, u, "beta", 0, 0, 0);
+                const IrParamEntry *be = cg_need(l, u, "beta", 0, 0, 0);
                 const IrBasis *b = be->basis_out, *o = bo->b;
                 if (b->n != o->n || b->d_even != o->d_even || b->d_odd != o->d_odd) return NULL;
                 if (memcmp(b->ef, o->ef, sizeof(int) * (size_t)b->d_even) ||
@@ -392,16 +280,16 @@ static const IrNode *foldable_bn(L *l, const IrNode *n, const BT *bo) {
 
 /* linear, conv1d, invariant. Returns the node that now holds the result (n, or
  * the batchnorm folded into it). */
-static const IrNode *lower_linear(L *l, const IrNode *n) {
+const IrNode *cg_lower_linear(L *l, const IrNode *n) {
     const IrNode *x = n->in[0];
     int xbuf = l->val[x->id], Ti = frames(x), To = frames(n);
-    Map m = map_of(l, n, "A", "B", 0, 0);
+    Map m = cg_map_of(l, n, "A", "B", 0, 0);
     m.bias = ir_params_find(l->m->layout, n, "bias", 0, 0, 0);
     const BT *bo = m.bo, *bi = m.bi;
     int Fin = bi->n, Fo = bo->n, k = m.taps;
     const IrNode *bn = foldable_bn(l, n, bo);
     Fold fold;
-    if (bn) fold = fold_of(l, bn, bo);
+    if (bn) fold = cg_fold_of(l, bn, bo);
     const IrNode *res = bn ? bn : n;
     int y = temp(l, arena_printf(l->a, "%%%d %s", res->id, ir_op_info[res->op].name), (long)To * Fo, 0);
     l->val[res->id] = y;
@@ -416,19 +304,20 @@ static const IrNode *lower_linear(L *l, const IrNode *n) {
         bool has_bias = m.bias || bn;
         if (l->train) {
             wbuf = temp(l, arena_printf(l->a, "%%%d W dense", n->id), 0, (long)k * Fo * Fin + (has_bias ? Fo : 0));
-            dense_build(l, l->fn, &m, wbuf, 0, NULL, arena_printf(l->a, "%s: dense W", nm));
+            cg_dense_build(l, l->fn, &m, wbuf, 0, NULL, arena_printf(l->a, "%s: dense W", nm));
             boff = (long)k * Fo * Fin;
             if (has_bias) dense_bias(l, l->fn, &m, wbuf, boff, NULL, arena_printf(l->a, "%s: dense bias", nm));
         } else {
             wbuf = pb;
             woff = prep_alloc(l, (long)k * Fo * Fin);
-            dense_build(l, KIR_FN_PREPARE, &m, pb, woff, bn ? &fold : NULL, arena_printf(l->a, "%s: dense W", nm));
+            cg_dense_build(l, KIR_FN_PREPARE, &m, pb, woff, bn ? &fold : NULL, arena_printf(l->a, "%s: dense W", nm));
             if (has_bias) {
                 boff = prep_alloc(l, Fo);
                 dense_bias(l, KIR_FN_PREPARE, &m, pb, boff, bn ? &fold : NULL, arena_printf(l->a, "%s: dense bias", nm));
             }
         }
         int src = direct ? xbuf : im2col(l, n, xbuf, Ti, To, Fin, bi, 2, Fin);
+        l->xe[n->id] = src;
         long lda = direct ? Fin : (long)k * Fin;
         if (Fin > 0)
             for (int t = 0; t < k; t++) {
@@ -455,18 +344,19 @@ static const IrNode *lower_linear(L *l, const IrNode *n) {
             xe = temp(l, arena_printf(l->a, "%%%d x even", n->id), (long)To * de, 0);
             ext[1] = D(de);
             KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse (even)", nm), 2, ext);
-            kir_store(l->k, s, IXv(xe, 0, de, 1, 0, 0), analyse_expr(l, bi, true, IXv(xbuf, 0, Fin, 0, 0, 0), 1));
+            kir_store(l->k, s, IXv(xe, 0, de, 1, 0, 0), cg_analyse_expr(l, bi, true, IXv(xbuf, 0, Fin, 0, 0, 0), 1));
         }
         if (dod > 0 && oo > 0) {
             xo = temp(l, arena_printf(l->a, "%%%d x odd", n->id), (long)To * dod, 0);
             ext[1] = D(dod);
             KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse (odd)", nm), 2, ext);
-            kir_store(l->k, s, IXv(xo, 0, dod, 1, 0, 0), analyse_expr(l, bi, false, IXv(xbuf, 0, Fin, 0, 0, 0), 1));
+            kir_store(l->k, s, IXv(xo, 0, dod, 1, 0, 0), cg_analyse_expr(l, bi, false, IXv(xbuf, 0, Fin, 0, 0, 0), 1));
         }
     } else {
         if (de > 0 && oe > 0) xe = im2col(l, n, xbuf, Ti, To, Fin, bi, 0, de);
         if (dod > 0 && oo > 0) xo = im2col(l, n, xbuf, Ti, To, Fin, bi, 1, dod);
     }
+    l->xe[n->id] = xe, l->xo[n->id] = xo;
     int ye = xe >= 0 ? temp(l, arena_printf(l->a, "%%%d y even", n->id), (long)To * oe, 0) : -1;
     int yo = xo >= 0 ? temp(l, arena_printf(l->a, "%%%d y odd", n->id), (long)To * oo, 0) : -1;
     int bbuf = -1;
@@ -475,8 +365,8 @@ static const IrNode *lower_linear(L *l, const IrNode *n) {
         for (int t = 0; t < k; t++) {
             long ao, bof;
             int pbuf;
-            ploc(l, m.A0, &pbuf, &ao);
-            ploc(l, m.B0, &pbuf, &bof);
+            cg_ploc(l, m.A0, &pbuf, &ao);
+            cg_ploc(l, m.B0, &pbuf, &bof);
             if (ye >= 0) {
                 KirGemm g = gemm_abt(NB(To), oe, de, xe, (long)t * de, (long)k * de, pbuf, ao + t * m.tapstride,
                                      de, ye, 0, oe, t ? 1.0f : 0.0f);
@@ -488,7 +378,7 @@ static const IrNode *lower_linear(L *l, const IrNode *n) {
                 kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: odd GEMM tap %d", nm, t), &g);
             }
         }
-        if (m.bias) ploc(l, m.bias, &bbuf, &boff);
+        if (m.bias) cg_ploc(l, m.bias, &bbuf, &boff);
     } else {
         /* prepare: taps side by side, batchnorm folded in */
         long we = prep_alloc(l, (long)oe * k * de), wo = prep_alloc(l, (long)oo * k * dod);
@@ -527,7 +417,7 @@ static const IrNode *lower_linear(L *l, const IrNode *n) {
                 kir_store(l->k, s, IXv(pb, boff, 1, 0, 0, 0), e);
             }
         } else if (m.bias) {
-            ploc(l, m.bias, &bbuf, &boff);
+            cg_ploc(l, m.bias, &bbuf, &boff);
         }
     }
     /* epilogue: y = S (ye + bias, yo) */
@@ -538,7 +428,7 @@ static const IrNode *lower_linear(L *l, const IrNode *n) {
     if (ye >= 0) ev[ne++] = (Src){IXv(ye, 0, oe, 0, 0, 0)};
     if (bbuf >= 0 && oe > 0) ev[ne++] = (Src){IX(bbuf, boff)};
     if (yo >= 0) od[no++] = (Src){IXv(yo, 0, oo, 0, 0, 0)};
-    kir_store(l->k, s, IXv(y, 0, Fo, 1, 0, 0), synth_expr(l, bo, 1, ev, ne, od, no));
+    kir_store(l->k, s, IXv(y, 0, Fo, 1, 0, 0), cg_synth_expr(l, bo, 1, ev, ne, od, no));
     return res;
 }
 
@@ -550,11 +440,11 @@ static void lower_batchnorm(L *l, const IrNode *n) {
     const char *nm = nname(l, n);
     int y = temp(l, arena_printf(l->a, "%%%d batchnorm", n->id), (long)T * F, 0);
     l->val[n->id] = y;
-    const IrParamEntry *eb = need(l, n, "beta", 0, 0, 0);
-    const BT *bt = bt_of(l, eb->basis_out);
-    Fold f = fold_of(l, n, bt);
+    const IrParamEntry *eb = cg_need(l, n, "beta", 0, 0, 0);
+    const BT *bt = cg_bt_of(l, eb->basis_out);
+    Fold f = cg_fold_of(l, n, bt);
     Src beta = {PIX(l, f.beta, 0)};
-    KirExpr *bfull = bt->de > 0 ? synth_expr(l, bt, 1, &beta, 1, NULL, 0) : NULL;
+    KirExpr *bfull = bt->de > 0 ? cg_synth_expr(l, bt, 1, &beta, 1, NULL, 0) : NULL;
     KirDim ext2[2] = {NB(T), D(F)}, ext1[1] = {D(F)};
     if (!l->train) {
         /* standalone at inference: scale and shift from the running statistics */
@@ -563,8 +453,8 @@ static void lower_batchnorm(L *l, const IrNode *n) {
         KirStep *s = kir_loop(l->k, KIR_FN_PREPARE, arena_printf(l->a, "%s: scale and shift", nm), 1, ext1);
         kir_store(l->k, s, IXv(pb, sc, 1, 0, 0, 0), bn_scale(l, &f, f.orb.orb, 0));
         Src mu = {PIX(l, f.mean, 0)}, b0 = beta;
-        KirExpr *mean = bt->de > 0 ? synth_expr(l, bt, 0, &mu, 1, NULL, 0) : C(l, 0);
-        KirExpr *sh = kir_bin(l->k, KIR_E_SUB, bt->de > 0 ? synth_expr(l, bt, 0, &b0, 1, NULL, 0) : C(l, 0),
+        KirExpr *mean = bt->de > 0 ? cg_synth_expr(l, bt, 0, &mu, 1, NULL, 0) : C(l, 0);
+        KirExpr *sh = kir_bin(l->k, KIR_E_SUB, bt->de > 0 ? cg_synth_expr(l, bt, 0, &b0, 1, NULL, 0) : C(l, 0),
                               MUL(l, mean, LD(l, IXv(pb, sc, 1, 0, 0, 0))));
         kir_store(l->k, s, IXv(pb, sc + F, 1, 0, 0, 0), sh);
         s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: apply", nm), 2, ext2);
@@ -575,6 +465,7 @@ static void lower_batchnorm(L *l, const IrNode *n) {
     }
     /* training: statistics of the augmented batch {x, T x} */
     int st = temp(l, arena_printf(l->a, "%%%d batch statistics", n->id), 0, 5L * F);
+    l->bnst[n->id] = st;
     long M = 0, MU = F, DV = 2L * F, VAR = 3L * F, SC = 4L * F;
     KirExpr *rows = MUL(l, kir_batch(l->k), C(l, T));
     KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: mean", nm), 1, ext1);
@@ -610,7 +501,7 @@ static void lower_batchnorm(L *l, const IrNode *n) {
         KirIndex rm = *kir_ix_var((KirIndex[]){PIX(l, f.mean, 0)}, 0, 1);
         KirExpr *mo = kir_momentum(l->k, mom);
         KirExpr *v = ADD(l, MUL(l, kir_bin(l->k, KIR_E_SUB, C(l, 1), mo), LD(l, rm)),
-                         MUL(l, kir_momentum(l->k, mom), analyse_expr(l, bt, true, IX(st, MU), 0)));
+                         MUL(l, kir_momentum(l->k, mom), cg_analyse_expr(l, bt, true, IX(st, MU), 0)));
         kir_store(l->k, s, rm, v);
     }
     KirDim e1[1] = {D(f.orb.norb)};
@@ -623,7 +514,7 @@ static void lower_batchnorm(L *l, const IrNode *n) {
 
 /* ---- elementwise ------------------------------------------------------------------------- */
 
-static KirExpr *act_expr(L *l, IrAct a, KirExpr *x, double slope) {
+KirExpr *cg_act_expr(L *l, IrAct a, KirExpr *x, double slope) {
     KirProgram *k = l->k;
     switch (a) {
     case IR_ACT_RELU: return kir_bin(k, KIR_E_MAX, x, C(l, 0));
@@ -662,13 +553,13 @@ static void copy_rows(L *l, const IrNode *n, int dst, long dld, long doff, int s
 
 /* ---- recurrences --------------------------------------------------------------------------- */
 
-static void zero_fill(L *l, KirFn fn, int buf, long off, KirDim n, const char *what) {
+void cg_zero_fill(L *l, KirFn fn, int buf, long off, KirDim n, const char *what) {
     KirDim ext[1] = {n};
     KirStep *s = kir_loop(l->k, fn, what, 1, ext);
     kir_store(l->k, s, IXv(buf, off, 1, 0, 0, 0), C(l, 0));
 }
 
-static void lower_recurrent(L *l, const IrNode *n) {
+void cg_lower_recurrent(L *l, const IrNode *n) {
     bool lstm = n->op == IR_LSTM, dense = l->m->opts.no_fold;
     int G = lstm ? 4 : 3, T = frames(n), H = n->shape.feat, Ls = n->a.layers > 0 ? n->a.layers : 1;
     const char *nm = nname(l, n);
@@ -677,17 +568,29 @@ static void lower_recurrent(L *l, const IrNode *n) {
     l->hfin[n->id] = arena_new_array(l->a, int, Ls);
     l->cfin[n->id] = arena_new_array(l->a, int, Ls);
     int in = l->val[n->in[0]->id];
+    CgRecHist *hist = &l->rec[n->id];
+    if (l->keep) {
+        hist->x = arena_new_array(l->a, int, Ls), hist->hh = arena_new_array(l->a, int, Ls);
+        hist->cc = arena_new_array(l->a, int, Ls), hist->gates = arena_new_array(l->a, int, Ls);
+    }
     for (int ly = 0; ly < Ls; ly++) {
         int X = in, Fin = ly == 0 ? n->in[0]->shape.feat : H;
         int out = ly + 1 == Ls ? y : temp(l, arena_printf(l->a, "%%%d layer %d", n->id, ly), (long)T * H, 0);
+        /* the history for the backward: h and c of every step, the gates of every step */
+        int hh = -1, cc = -1;
+        if (l->keep) {
+            hh = temp(l, arena_printf(l->a, "%%%d h history l%d", n->id, ly), (long)T * H, 0);
+            if (lstm) cc = temp(l, arena_printf(l->a, "%%%d c history l%d", n->id, ly), (long)T * H, 0);
+            hist->x[ly] = X, hist->hh[ly] = hh, hist->cc[ly] = cc;
+        }
         Map wx[4], wh[4];
         const IrParamEntry *bias[4], *bias_h = NULL;
         for (int g = 0; g < G; g++) {
-            wx[g] = map_of(l, n, "Wx.A", "Wx.B", ly, g);
-            wh[g] = map_of(l, n, "Wh.A", "Wh.B", ly, g);
-            bias[g] = need(l, n, "bias", ly, g, 0);
+            wx[g] = cg_map_of(l, n, "Wx.A", "Wx.B", ly, g);
+            wh[g] = cg_map_of(l, n, "Wh.A", "Wh.B", ly, g);
+            bias[g] = cg_need(l, n, "bias", ly, g, 0);
         }
-        if (!lstm) bias_h = need(l, n, "bias_h", ly, 2, 0);
+        if (!lstm) bias_h = cg_need(l, n, "bias_h", ly, 2, 0);
         const BT *bx = wx[0].bi, *bh = wh[0].bi;
         sup_assert(bx->n == Fin && bh->n == H);
         /* states */
@@ -696,11 +599,11 @@ static void lower_recurrent(L *l, const IrNode *n) {
         l->hfin[n->id][ly] = h;
         l->cfin[n->id][ly] = c;
         if (init) copy_rows(l, n, h, H, 0, l->hfin[init->id][ly], H, 0, 1, H, arena_printf(l->a, "h[%d] from %%%d", ly, init->id));
-        else zero_fill(l, l->fn, h, 0, NB(H), arena_printf(l->a, "%s: h[%d] = 0", nm, ly));
+        else cg_zero_fill(l, l->fn, h, 0, NB(H), arena_printf(l->a, "%s: h[%d] = 0", nm, ly));
         if (lstm) {
             if (init && init->op == IR_LSTM)
                 copy_rows(l, n, c, H, 0, l->cfin[init->id][ly], H, 0, 1, H, arena_printf(l->a, "c[%d] from %%%d", ly, init->id));
-            else zero_fill(l, l->fn, c, 0, NB(H), arena_printf(l->a, "%s: c[%d] = 0", nm, ly));
+            else cg_zero_fill(l, l->fn, c, 0, NB(H), arena_printf(l->a, "%s: c[%d] = 0", nm, ly));
         }
         /* input part of every gate, all frames at once */
         int gx[4], gxo[4] = {-1, -1, -1, -1}, wd[4], whd[4];
@@ -717,14 +620,14 @@ static void lower_recurrent(L *l, const IrNode *n) {
                     wdo[g] = prep_alloc(l, (long)H * Fin);
                     whdo[g] = prep_alloc(l, (long)H * H);
                 }
-                dense_build(l, wf, &wx[g], wd[g], wdo[g], NULL, arena_printf(l->a, "%s: dense Wx layer %d gate %d", nm, ly, g));
-                dense_build(l, wf, &wh[g], whd[g], whdo[g], NULL, arena_printf(l->a, "%s: dense Wh layer %d gate %d", nm, ly, g));
+                cg_dense_build(l, wf, &wx[g], wd[g], wdo[g], NULL, arena_printf(l->a, "%s: dense Wx layer %d gate %d", nm, ly, g));
+                cg_dense_build(l, wf, &wh[g], whd[g], whdo[g], NULL, arena_printf(l->a, "%s: dense Wh layer %d gate %d", nm, ly, g));
                 gx[g] = temp(l, arena_printf(l->a, "%%%d x part l%d g%d", n->id, ly, g), (long)T * H, 0);
                 if (Fin > 0) {
                     KirGemm gm = gemm_abt(NB(T), H, Fin, X, 0, Fin, wd[g], wdo[g], Fin, gx[g], 0, H, 0);
                     kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: x part, layer %d gate %d", nm, ly, g), &gm);
                 } else {
-                    zero_fill(l, l->fn, gx[g], 0, NB((long)T * H), "x part = 0");
+                    cg_zero_fill(l, l->fn, gx[g], 0, NB((long)T * H), "x part = 0");
                 }
             }
         } else {
@@ -733,21 +636,21 @@ static void lower_recurrent(L *l, const IrNode *n) {
                 xe = temp(l, arena_printf(l->a, "%%%d x even l%d", n->id, ly), (long)T * bx->de, 0);
                 ext[1] = D(bx->de);
                 KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse x (even), layer %d", nm, ly), 2, ext);
-                kir_store(l->k, s, IXv(xe, 0, bx->de, 1, 0, 0), analyse_expr(l, bx, true, IXv(X, 0, Fin, 0, 0, 0), 1));
+                kir_store(l->k, s, IXv(xe, 0, bx->de, 1, 0, 0), cg_analyse_expr(l, bx, true, IXv(X, 0, Fin, 0, 0, 0), 1));
             }
             if (bx->dod > 0) {
                 xo = temp(l, arena_printf(l->a, "%%%d x odd l%d", n->id, ly), (long)T * bx->dod, 0);
                 ext[1] = D(bx->dod);
                 KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse x (odd), layer %d", nm, ly), 2, ext);
-                kir_store(l->k, s, IXv(xo, 0, bx->dod, 1, 0, 0), analyse_expr(l, bx, false, IXv(X, 0, Fin, 0, 0, 0), 1));
+                kir_store(l->k, s, IXv(xo, 0, bx->dod, 1, 0, 0), cg_analyse_expr(l, bx, false, IXv(X, 0, Fin, 0, 0, 0), 1));
             }
             for (int g = 0; g < G; g++) {
                 const BT *bg = wx[g].bo;
                 gx[g] = gxo[g] = -1;
                 int pb;
                 long ao, bo;
-                ploc(l, wx[g].A0, &pb, &ao);
-                ploc(l, wx[g].B0, &pb, &bo);
+                cg_ploc(l, wx[g].A0, &pb, &ao);
+                cg_ploc(l, wx[g].B0, &pb, &bo);
                 if (bg->de > 0 && xe >= 0) {
                     gx[g] = temp(l, arena_printf(l->a, "%%%d x part even l%d g%d", n->id, ly, g), (long)T * bg->de, 0);
                     KirGemm gm = gemm_abt(NB(T), bg->de, bx->de, xe, 0, bx->de, pb, ao, bx->de, gx[g], 0, bg->de, 0);
@@ -760,7 +663,10 @@ static void lower_recurrent(L *l, const IrNode *n) {
                 }
             }
         }
-        int gates = temp(l, arena_printf(l->a, "%%%d gates l%d", n->id, ly), (long)(G + 1) * H, 0);
+        int gates = temp(l, arena_printf(l->a, "%%%d gates l%d", n->id, ly), (long)(l->keep ? T : 1) * (G + 1) * H, 0);
+        if (l->keep) hist->gates[ly] = gates;
+        /* the gates of step t: at gt in rows of gs (every step's, when kept) */
+        long gs = (long)(l->keep ? T : 1) * (G + 1) * H;
         int he = -1, ho = -1, ghe[4];
         if (!dense) {
             if (bh->de > 0) he = temp(l, arena_printf(l->a, "%%%d h even l%d", n->id, ly), bh->de, 0);
@@ -773,17 +679,18 @@ static void lower_recurrent(L *l, const IrNode *n) {
         }
         for (int t = 0; t < T; t++) {
             const char *at = arena_printf(l->a, "%s: layer %d step %d", nm, ly, t);
+            long gt = l->keep ? (long)t * (G + 1) * H : 0;
             KirDim e2[2] = {NB(1), D(0)};
             if (!dense) {
                 if (he >= 0) {
                     e2[1] = D(bh->de);
                     KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse h (even)", at), 2, e2);
-                    kir_store(l->k, s, IXv(he, 0, bh->de, 1, 0, 0), analyse_expr(l, bh, true, IXv(h, 0, H, 0, 0, 0), 1));
+                    kir_store(l->k, s, IXv(he, 0, bh->de, 1, 0, 0), cg_analyse_expr(l, bh, true, IXv(h, 0, H, 0, 0, 0), 1));
                 }
                 if (ho >= 0) {
                     e2[1] = D(bh->dod);
                     KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse h (odd)", at), 2, e2);
-                    kir_store(l->k, s, IXv(ho, 0, bh->dod, 1, 0, 0), analyse_expr(l, bh, false, IXv(h, 0, H, 0, 0, 0), 1));
+                    kir_store(l->k, s, IXv(ho, 0, bh->dod, 1, 0, 0), cg_analyse_expr(l, bh, false, IXv(h, 0, H, 0, 0, 0), 1));
                 }
             }
             for (int g = 0; g < G; g++) {
@@ -795,8 +702,8 @@ static void lower_recurrent(L *l, const IrNode *n) {
                 }
                 int pb;
                 long ao, bo;
-                ploc(l, wh[g].A0, &pb, &ao);
-                ploc(l, wh[g].B0, &pb, &bo);
+                cg_ploc(l, wh[g].A0, &pb, &ao);
+                cg_ploc(l, wh[g].B0, &pb, &bo);
                 long w = bg->de + bg->dod;
                 if (bg->de > 0 && he >= 0) {
                     KirGemm gm = gemm_abt(NB(1), bg->de, bh->de, he, 0, bh->de, pb, ao, bh->de, ghe[g], 0, w, 0);
@@ -817,11 +724,11 @@ static void lower_recurrent(L *l, const IrNode *n) {
                 KirExpr *xpart, *hpart;
                 if (dense) {
                     Src bb = {PIX(l, bias[g], 0)};
-                    xpart = ADD(l, LD(l, IXv(gx[g], (long)t * H, (long)T * H, 1, 0, 0)), synth_expr(l, bg, 1, &bb, 1, NULL, 0));
+                    xpart = ADD(l, LD(l, IXv(gx[g], (long)t * H, (long)T * H, 1, 0, 0)), cg_synth_expr(l, bg, 1, &bb, 1, NULL, 0));
                     hpart = LD(l, IXv(ghe[g], 0, H, 1, 0, 0));
                     if (split) {
                         Src bh2 = {PIX(l, bias_h, 0)};
-                        hpart = ADD(l, hpart, synth_expr(l, bg, 1, &bh2, 1, NULL, 0));
+                        hpart = ADD(l, hpart, cg_synth_expr(l, bg, 1, &bh2, 1, NULL, 0));
                     }
                 } else {
                     long w = bg->de + bg->dod;
@@ -836,12 +743,12 @@ static void lower_recurrent(L *l, const IrNode *n) {
                     if (ho >= 0) hod[nho++] = (Src){IXv(ghe[g], bg->de, w, 0, 0, 0)};
                     if (split) {
                         hev[nhe++] = (Src){PIX(l, bias_h, 0)};
-                        xpart = synth_expr(l, bg, 1, ev, ne, od, no);
-                        hpart = synth_expr(l, bg, 1, hev, nhe, hod, nho);
+                        xpart = cg_synth_expr(l, bg, 1, ev, ne, od, no);
+                        hpart = cg_synth_expr(l, bg, 1, hev, nhe, hod, nho);
                     } else {
                         for (int i = 0; i < nhe; i++) ev[ne++] = hev[i];
                         for (int i = 0; i < nho; i++) od[no++] = hod[i];
-                        xpart = synth_expr(l, bg, 1, ev, ne, od, no);
+                        xpart = cg_synth_expr(l, bg, 1, ev, ne, od, no);
                         hpart = NULL;
                     }
                 }
@@ -851,26 +758,31 @@ static void lower_recurrent(L *l, const IrNode *n) {
                 }
                 pre[g] = hpart && dense ? ADD(l, xpart, hpart) : xpart;
                 bool cand = lstm && g == 2;
-                kir_store(l->k, s, IXv(gates, (long)g * H, (long)(G + 1) * H, 1, 0, 0),
+                kir_store(l->k, s, IXv(gates, gt + (long)g * H, gs, 1, 0, 0),
                           kir_un(l->k, cand ? KIR_E_TANH : KIR_E_SIGMOID, pre[g]));
             }
             /* the cell */
             s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: cell", at), 2, eg);
-            long gs = (long)(G + 1) * H;
-#define GATE(g) LD(l, IXv(gates, (long)(g) * H, gs, 1, 0, 0))
+#define GATE(g) LD(l, IXv(gates, gt + (long)(g) * H, gs, 1, 0, 0))
             KirIndex hi = IXv(h, 0, H, 1, 0, 0);
             if (lstm) {
                 KirIndex ci = IXv(c, 0, H, 1, 0, 0);
                 kir_store(l->k, s, ci, ADD(l, MUL(l, GATE(1), LD(l, ci)), MUL(l, GATE(0), GATE(2))));
                 kir_store(l->k, s, hi, MUL(l, GATE(3), kir_un(l->k, KIR_E_TANH, LD(l, ci))));
+                if (l->keep) kir_store(l->k, s, IXv(cc, (long)t * H, (long)T * H, 1, 0, 0), LD(l, ci));
             } else {
+                if (l->keep) { /* slot 2 keeps the h part of n for the backward */
+                    kir_store(l->k, s, IXv(gates, gt + 2L * H, gs, 1, 0, 0), ghn);
+                    ghn = GATE(2);
+                }
                 KirExpr *nn = kir_un(l->k, KIR_E_TANH, ADD(l, gxn, MUL(l, GATE(0), ghn)));
-                kir_store(l->k, s, IXv(gates, 3L * H, gs, 1, 0, 0), nn);
+                kir_store(l->k, s, IXv(gates, gt + 3L * H, gs, 1, 0, 0), nn);
                 KirExpr *z = GATE(1);
                 kir_store(l->k, s, hi, ADD(l, MUL(l, kir_bin(l->k, KIR_E_SUB, C(l, 1), z), GATE(3)), MUL(l, GATE(1), LD(l, hi))));
             }
 #undef GATE
             KirExpr *hv = LD(l, hi);
+            if (l->keep) kir_store(l->k, s, IXv(hh, (long)t * H, (long)T * H, 1, 0, 0), hv);
             if (ly + 1 < Ls && l->train && n->a.p > 0) {
                 /* PyTorch: dropout on every layer's output but the last */
                 KirIndex cnt = IXv(-1, (long)t * H, (long)T * H, 1, 0, 0);
@@ -903,7 +815,7 @@ static bool lower_node(L *l, const IrNode *n) {
     case IR_LINEAR:
     case IR_CONV1D:
     case IR_INVARIANT:
-        lower_linear(l, n);
+        cg_lower_linear(l, n);
         return true;
     case IR_BATCHNORM:
         lower_batchnorm(l, n);
@@ -932,14 +844,14 @@ static bool lower_node(L *l, const IrNode *n) {
             if (all_neg) {
                 for (int f = 0; f < c->n; f++) all_neg &= c->sign[f] < 0;
             }
-            e = act_expr(l, all_neg ? n->a.act_neg : n->a.act, xv, n->a.slope);
+            e = cg_act_expr(l, all_neg ? n->a.act_neg : n->a.act, xv, n->a.slope);
         } else {
             float *neg = sup_malloc(sizeof(float) * (size_t)(F + 1));
             for (int f = 0; f < F; f++) neg[f] = c->sign[f] < 0 ? 1.0f : 0.0f;
             int tb = kir_tab_float(k, neg, F);
             sup_free(neg);
-            e = kir_select(k, kir_bin(k, KIR_E_GT, TV(l, tb, 1), C(l, 0.5)), act_expr(l, n->a.act_neg, xv, n->a.slope),
-                           act_expr(l, n->a.act, xv, n->a.slope));
+            e = kir_select(k, kir_bin(k, KIR_E_GT, TV(l, tb, 1), C(l, 0.5)), cg_act_expr(l, n->a.act_neg, xv, n->a.slope),
+                           cg_act_expr(l, n->a.act, xv, n->a.slope));
         }
         kir_store(k, s, IXv(y, 0, F, 1, 0, 0), e);
         return true;
@@ -1020,7 +932,7 @@ static bool lower_node(L *l, const IrNode *n) {
     }
     case IR_LSTM:
     case IR_GRU:
-        lower_recurrent(l, n);
+        cg_lower_recurrent(l, n);
         return true;
     default:
         sup_bug("lowering: op %s not handled", ir_op_info[n->op].name);
@@ -1118,17 +1030,25 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
     l.hfin = arena_new_array(a, int *, nn + 1);
     l.cfin = arena_new_array(a, int *, nn + 1);
     l.bwd = arena_new_array(a, bool, nn + 1);
+    l.xe = arena_new_array(a, int, nn + 1);
+    l.xo = arena_new_array(a, int, nn + 1);
+    l.bnst = arena_new_array(a, int, nn + 1);
+    l.rec = arena_new_array(a, CgRecHist, nn + 1);
     ir_foreach(p, n) {
         l.bwd[n->id] = ir_op_has(n->op, OPF_TRAIN);
         for (int i = 0; i < n->nin; i++) l.bwd[n->id] |= l.bwd[n->in[i]->id];
     }
     for (int mode = 0; mode < 2; mode++) {
         l.train = mode == 1;
+        l.keep = l.train && p->training; /* what the backward of a recurrence reads */
         l.fn = l.train ? KIR_FN_TRAIN : KIR_FN_INFER;
-        for (int i = 0; i < nn; i++) l.val[i] = -1;
+        for (int i = 0; i < nn; i++) l.val[i] = l.xe[i] = l.xo[i] = l.bnst[i] = -1;
+        memset(l.rec, 0, sizeof(CgRecHist) * (size_t)(nn + 1));
         ir_foreach(p, n) if (!lower_node(&l, n)) return NULL;
+        if (p->training && !cg_lower_backward(&l)) return NULL;
     }
     k->bufs[m->prep_buf].fixed = m->prep_size;
+    cg_export_lower(m);
     cg_plan(k);
     const char *why = NULL;
     if (!kir_verify(k, &why)) sup_bug("lowering produced a broken kernel IR: %s", why);

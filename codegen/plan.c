@@ -3,7 +3,8 @@
  * Every temporary lives in one function, from the first to the last step that
  * touches it (inclusive, so a step's operands never share memory). Temporaries
  * whose lifetimes overlap get disjoint ranges of the arena; the others may
- * reuse memory. The arena has two regions: per-sample buffers first (their
+ * reuse memory. A backward continues its forward's timeline, so what the
+ * forward leaves for it stays untouched until the backward has read it. The arena has two regions: per-sample buffers first (their
  * offsets scale with the batch, so one plan serves every batch size), then
  * fixed-size ones. Placement is first-fit, largest buffer first: simple,
  * deterministic, and close to the liveness bound on chains of layers. */
@@ -23,7 +24,7 @@ static void touch(Use *u, int b) {
     if (x->kind != KIR_BUF_TEMP) return;
     if (x->func >= 0 && x->func != u->fn)
         sup_bug("memory plan: temporary %s is used by %s and %s", x->name, kir_fn_name[x->func], kir_fn_name[u->fn]);
-    x->func = u->fn;
+    x->func = u->fn; /* the forward of a backward: they share one timeline */
     if (x->first < 0) x->first = u->step;
     x->last = u->step;
 }
@@ -52,7 +53,9 @@ void cg_plan(KirProgram *k) {
     }
     for (int f = 0; f < KIR_NUM_FNS; f++)
         for (int i = 0; i < k->fn[f].nsteps; i++) {
-            Use u = {k, f, i};
+            /* a backward's steps continue its forward's numbering */
+            KirFn fw = kir_fn_forward_of((KirFn)f);
+            Use u = {k, (int)fw, i + (fw != (KirFn)f ? k->fn[fw].nsteps : 0)};
             const KirStep *s = &k->fn[f].steps[i];
             if (s->kind == KIR_STEP_GEMM) {
                 touch(&u, s->g.a.buf), touch(&u, s->g.b.buf), touch(&u, s->g.c.buf);

@@ -392,6 +392,15 @@ typedef struct RtModelParam {
     int64_t shape[2];
 } RtModelParam;
 
+/* One dense exported tensor: `count` floats at `offset` of the dense buffer, shape
+ * shape[0..ndim) in PyTorch's layout for the module's parameter of that name. */
+typedef struct RtModelDense {
+    const char *name;         /* "n3.weight", "n5.running_var", "n7.weight_ih_l0" */
+    int ndim;                 /* 1..3 */
+    int64_t shape[3];
+    int64_t offset, count;
+} RtModelDense;
+
 typedef enum RtMode { RT_MODE_INFERENCE, RT_MODE_TRAINING } RtMode;
 
 /* One execution of a model function. The caller owns every buffer. */
@@ -451,8 +460,121 @@ struct RtModel {
     void (*prepare)(const RtModel *m, RtExec *x);
     void (*forward)(const RtModel *m, RtExec *x);  /* by x->mode */
     void (*backward)(const RtModel *m, RtExec *x); /* NULL until the training graph is lowered */
+    /* The dense export (codegen/export.c): every layer's weights as the stock PyTorch
+     * module holds them (nn.Linear, nn.Conv1d, nn.BatchNorm1d, nn.LSTM, nn.GRU), named
+     * "n<id>.weight" ..., dense_size floats in all; densify computes them from params
+     * and state. graph_json describes the network for a loader (ops in order, their
+     * attributes, the inputs' and outputs' chirality transforms). */
+    int ndense;
+    const RtModelDense *dense;
+    int64_t dense_size;
+    void (*densify)(const RtModel *m, const float *params, const float *state, float *dense);
+    const char *graph_json;
 };
 /* Defined by the generated code. */
 const RtModel *rt_model_get(void);
+
+/* ---- export.c: the dense export file ---------------------------------------------------- */
+/* Runs m->densify on (params, state) and writes the dense tensors as safetensors, atomically,
+ * with metadata {"graph": m->graph_json, "model", "fingerprint", "options"}; each
+ * BatchNorm1d also gets its "num_batches_tracked" (int64 scalar 0), so that
+ * load_state_dict(strict=True) of the stock modules accepts the file as it is. */
+bool rt_export_dense(const RtModel *m, const float *params, const float *state, const char *path, RtError *e);
+
+/* ---- program: the produced program (main.c cli.c data.c checkpoint.c train.c evaluate.c
+ *      bench.c info.c export_cmd.c) ------------------------------------------------------- */
+/* main.c holds only main(), which calls rt_main(rt_model_get(), argc, argv): programs
+ * with their own main (tests, tools) never pull it, nor the model, from the archive.
+ * Exit status: 0, 1 for bad data, files or checkpoints (one line naming the file and
+ * array), 2 for a bad command line (one line). */
+enum { RT_EXIT_OK = 0, RT_EXIT_USER = 1, RT_EXIT_USAGE = 2 };
+int rt_main(const RtModel *m, int argc, char **argv);
+
+#define RT_MAX_ARRAY_MAPS 16
+/* The options of every subcommand (cli.c); unset values are the model's. */
+typedef struct RtOpts {
+    const char *cmd;
+    const char *data, *val, *save, *resume, *load, *log, *in, *out, *dense;
+    int epochs;                 /* -1: the model's train block */
+    int64_t batch;              /* 0: the model's */
+    double lr, decay, clip, mirror;   /* < 0: the model's */
+    double bn_momentum;         /* -1: VideoPose3D's schedule, -2: each layer's own, else fixed */
+    const char *optimizer;      /* NULL: the model's */
+    uint64_t seed;
+    bool seed_given;
+    int threads;                /* OpenBLAS threads (fixed, so results do not depend on it) */
+    int steps;                  /* bench */
+    int progress;               /* -1: a bar on a TTY; 0: plain lines */
+    int narrays;                /* --array NAME=ARRAY: the model's NAME is the file's ARRAY */
+    const char *array_from[RT_MAX_ARRAY_MAPS], *array_to[RT_MAX_ARRAY_MAPS];
+} RtOpts;
+
+/* data.c: a task's data for the model's (one) input and output, read from an .npz.
+ * Layouts: a `clip_start` array means frame sequences [F, ...] cut into centred windows
+ * (rt_dataset_sequences; t_out = output frames, receptive field = input frames - t_out
+ * + 1); otherwise ready windows [N, frames, joints, coords] / [N, frames, features]
+ * (no frames axis for a model tensor without time). Class outputs take int64 labels
+ * [N] (or [N, frames], or [F] for sequences). */
+typedef struct RtTask {
+    RtNpz npz;
+    RtDataset set;
+    int64_t x_len, y_len;       /* floats per sample (y: labels per sample for classes) */
+} RtTask;
+/* The model's name for an array after --array. */
+const char *rt_array_name(const RtOpts *o, const char *model_name);
+/* The model has exactly one input and one output (else an error naming the model). */
+bool rt_task_supported(const RtModel *m, RtError *e);
+bool rt_task_load(const RtModel *m, const RtOpts *o, const char *path, RtTask *t, RtError *e);
+void rt_task_free(RtTask *t);
+
+/* checkpoint.c: safetensors checkpoints. Tensors "param/NAME" and "state/NAME" per table
+ * entry, "optim/state" and "optim/step" when an optimiser is saved; metadata: model,
+ * fingerprint, options, epoch (completed), seed, batch, lr, optimizer. Written
+ * atomically; loading checks the fingerprint and every tensor's shape. */
+typedef struct RtCkptMeta {
+    int epoch;                  /* epochs completed */
+    uint64_t seed;
+    int64_t batch;
+    double lr;
+    char optimizer[16];         /* "adam" / "sgd" */
+    bool has_optim;
+} RtCkptMeta;
+bool rt_ckpt_save(const char *path, const RtModel *m, const float *params, const float *state,
+                  const RtOptim *opt, const RtCkptMeta *meta, RtError *e);
+/* opt (may be NULL): its state and step are restored; it must be initialised with the
+ * checkpoint's optimiser kind (rt_ckpt_peek tells it). */
+bool rt_ckpt_load(const char *path, const RtModel *m, float *params, float *state, RtOptim *opt,
+                  RtCkptMeta *meta, RtError *e);
+bool rt_ckpt_peek(const char *path, const RtModel *m, RtCkptMeta *meta, RtError *e);
+
+/* evaluate.c: inference over a whole dataset, with the task's loss and metrics:
+ * pose outputs with 3 coordinates: MPJPE and P-MPJPE in mm; with 2: PCK@0.05 (bounding
+ * box) and MPJPE in data units; class outputs: top-1 and top-5 (%). */
+#define RT_MAX_METRICS 4
+typedef struct RtEvalResult {
+    double loss;
+    int nmetrics;
+    const char *names[RT_MAX_METRICS];
+    double values[RT_MAX_METRICS];
+} RtEvalResult;
+int rt_metric_names(const RtModel *m, const char **names);
+/* The display name and unit of a metric ("mpjpe_mm" -> "MPJPE", "mm"). */
+const char *rt_metric_label(const char *csv_name, const char **unit);
+/* The train block's loss; without one: cross_entropy for class outputs, else mse. */
+RtLossKind rt_model_loss(const RtModel *m);
+/* prep and arena sized for batch; runs prepare first. */
+void rt_evaluate(const RtModel *m, const float *params, float *state, float *prep, float *arena, int64_t batch,
+                 const RtTask *t, RtEvalResult *r);
+
+/* The subcommands; each returns the exit status. */
+int rt_cmd_train(const RtModel *m, const RtOpts *o);
+int rt_cmd_eval(const RtModel *m, const RtOpts *o);
+int rt_cmd_predict(const RtModel *m, const RtOpts *o);
+int rt_cmd_bench(const RtModel *m, const RtOpts *o);
+int rt_cmd_info(const RtModel *m, const RtOpts *o);
+int rt_cmd_export(const RtModel *m, const RtOpts *o);
+/* One line "NAME: error: ..." on stderr; returns RT_EXIT_USER. */
+int rt_report(const RtModel *m, const RtError *e);
+void rt_set_threads(int n);
 
 #endif
