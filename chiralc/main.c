@@ -57,8 +57,9 @@ static const char usage_text[] =
     "  --verbose    print the C compiler's command line\n"
     "  -O0 ... -O3  the C compiler's optimisation (default -O2; the results are the\n"
     "               same at every level, -O0 compiles large models much faster)\n"
-    "  (environment: CHIRALC_CC, CHIRALC_INCLUDE, CHIRALC_RUNTIME, CHIRALC_LIBS override\n"
-    "   the compiler, include directories, libchiralrt.a and the link libraries)\n"
+    "  (environment: CHIRALC_CC, CHIRALC_CFLAGS, CHIRALC_INCLUDE, CHIRALC_RUNTIME,\n"
+    "   CHIRALC_LIBS override the compiler, its extra flags, the include directories,\n"
+    "   libchiralrt.a and the link libraries)\n"
     "\n"
     "check options:\n"
     "  --seed S  --batch B  --tolerance T (default 1e-12)\n";

@@ -18,6 +18,8 @@
  *   running statistics updated with the runtime's momentum.
  * - LSTM/GRU: unrolled over the static time steps; the input part of every
  *   gate is one GEMM over all frames, the hidden part one GEMM per step.
+ *   For a training graph the training forward also keeps every step's h, c
+ *   and gates (CgRecHist) for the backward (lower_grad.c).
  * - Time extents are static (the shape pass's); the batch is a runtime value. */
 #include <stdlib.h>
 #include <string.h>

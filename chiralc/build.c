@@ -1,0 +1,164 @@
+/* chiralc/build.c: `chiralc build MODEL.net -o PROGRAM`: a standalone executable.
+ *
+ * The program is compiled for training (the driver sets prog->training), lowered,
+ * printed by the C backend into a private temporary directory, and compiled with the
+ * system C compiler together with libchiralrt (which provides main() and the command
+ * line) and its libraries. Where those live is decided when chiralc itself is built
+ * (CMake passes them as CHIRALC_BUILD_* definitions), so `build/chiralc build` works
+ * from the build tree; environment variables override each (CHIRALC_CC,
+ * CHIRALC_CFLAGS, CHIRALC_INCLUDE, CHIRALC_RUNTIME, CHIRALC_LIBS). PROGRAM appears whole or not at all:
+ * the compiler writes a temporary file beside it, renamed into place on success.
+ *
+ * The compiler is run directly (fork + execvp, no shell), so file names need no
+ * quoting. Link libraries are separated by '|' in the CMake definition (paths may
+ * hold spaces) and by spaces in CHIRALC_LIBS. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "chiralc/cmd.h"
+#include "codegen/codegen.h"
+
+#ifndef CHIRALC_BUILD_CC
+#define CHIRALC_BUILD_CC "cc"
+#endif
+#ifndef CHIRALC_BUILD_CFLAGS
+#define CHIRALC_BUILD_CFLAGS "" /* extra flags, '|'-separated (the sanitizers of a sanitized build) */
+#endif
+#ifndef CHIRALC_BUILD_INCLUDE
+#define CHIRALC_BUILD_INCLUDE "" /* the source tree (runtime/rt.h) and cblas.h's directory, '|'-separated */
+#endif
+#ifndef CHIRALC_BUILD_RUNTIME
+#define CHIRALC_BUILD_RUNTIME "libchiralrt.a"
+#endif
+#ifndef CHIRALC_BUILD_LIBS
+#define CHIRALC_BUILD_LIBS "-lopenblas|-llapacke|-lzip|-ljansson|-lz|-lm"
+#endif
+
+typedef struct Argv {
+    const char **v;
+    int n, cap;
+} Argv;
+
+static void push(Argv *a, const char *s) {
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 32;
+        a->v = sup_realloc(a->v, sizeof(char *) * (size_t)a->cap);
+    }
+    a->v[a->n++] = s;
+    a->v[a->n] = NULL;
+}
+
+/* Splits s at sep (empty pieces dropped), each piece through prefix. */
+static void push_split(Arena *ar, Argv *a, const char *s, char sep, const char *prefix) {
+    while (s && *s) {
+        const char *e = strchr(s, sep);
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n) push(a, arena_printf(ar, "%s%.*s", prefix, (int)n, s));
+        s = e ? e + 1 : NULL;
+    }
+}
+
+static const char *env_or(const char *name, const char *dflt) {
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+/* Runs argv; its exit status (-1: it did not exit normally, 127: it could not start). */
+static int run(const Argv *a, bool verbose) {
+    if (verbose) {
+        for (int i = 0; i < a->n; i++) fprintf(stderr, "%s%s", i ? " " : "", a->v[i]);
+        fputc('\n', stderr);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        execvp(a->v[0], (char *const *)a->v);
+        fprintf(stderr, "chiralc: error: cannot run the C compiler '%s': %s (set CHIRALC_CC)\n", a->v[0],
+                strerror(errno));
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void remove_dir(Arena *ar, const char *dir, const char *model) {
+    unlink(arena_printf(ar, "%s/%s.c", dir, model));
+    rmdir(dir);
+}
+
+int cmd_build(IrProgram *p, const BuildOpts *o) {
+    Arena *ar = p->arena;
+    CgOptions co = {.no_fold = o->no_fold};
+    CgModel *m = cg_lower(p, &co);
+    if (!m) return 1;
+    const char *tmpdir = env_or("TMPDIR", "/tmp");
+    char *dir = arena_printf(ar, "%s/chiralc-build-XXXXXX", tmpdir);
+    if (!mkdtemp(dir)) {
+        diag_file_error(p->diag, dir, "cannot create a temporary directory: %s", strerror(errno));
+        return 1;
+    }
+    const char *src = NULL;
+    if (!cg_write_c(m, dir, &src)) {
+        rmdir(dir);
+        return 1;
+    }
+    /* the program's temporary name beside it, so that the rename stays on one file system */
+    char *tmp = arena_printf(ar, "%s.tmp.XXXXXX", o->output);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        diag_file_error(p->diag, o->output, "cannot write: %s", strerror(errno));
+        remove_dir(ar, dir, p->model);
+        return 1;
+    }
+    close(fd);
+    Argv a = {0};
+    push(&a, env_or("CHIRALC_CC", CHIRALC_BUILD_CC));
+    push(&a, "-std=c11");
+    push(&a, o->opt ? o->opt : "-O2");
+    /* the generated code's floating point is the runtime's: no contraction into FMAs,
+     * so that a program gives the same numbers wherever it is compiled */
+    push(&a, "-ffp-contract=off");
+    const char *cflags = getenv("CHIRALC_CFLAGS");
+    if (cflags) push_split(ar, &a, cflags, ' ', "");
+    else push_split(ar, &a, CHIRALC_BUILD_CFLAGS, '|', "");
+    const char *inc = getenv("CHIRALC_INCLUDE");
+    if (inc && *inc) push_split(ar, &a, inc, ' ', "-I");
+    else push_split(ar, &a, CHIRALC_BUILD_INCLUDE, '|', "-I");
+    push(&a, src);
+    push(&a, env_or("CHIRALC_RUNTIME", CHIRALC_BUILD_RUNTIME));
+    const char *libs = getenv("CHIRALC_LIBS");
+    if (libs && *libs) push_split(ar, &a, libs, ' ', "");
+    else push_split(ar, &a, CHIRALC_BUILD_LIBS, '|', "");
+    push(&a, "-o");
+    push(&a, tmp);
+    int st = run(&a, o->verbose);
+    sup_free(a.v);
+    if (st != 0) {
+        unlink(tmp);
+        if (st == 127) { /* the child said why */
+            remove_dir(ar, dir, p->model);
+            return 1;
+        }
+        fprintf(stderr, "chiralc: error: the C compiler failed on %s (kept for inspection)\n", src);
+        return 1;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    if (chmod(tmp, 0777 & ~mask) != 0 || rename(tmp, o->output) != 0) {
+        diag_file_error(p->diag, o->output, "cannot write: %s", strerror(errno));
+        unlink(tmp);
+        remove_dir(ar, dir, p->model);
+        return 1;
+    }
+    remove_dir(ar, dir, p->model);
+    printf("wrote %s (model %s%s%s, %ld parameters)\n", o->output, p->model, o->no_fold ? ", no-fold" : "",
+           p->cfg.baseline ? ", baseline" : "", m->params_size);
+    return 0;
+}

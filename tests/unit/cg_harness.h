@@ -1,0 +1,187 @@
+/* tests/unit/cg_harness.h: the shared harness of the codegen tests (test_codegen.c,
+ * test_export.c): the front half from text or a file of the repository, and
+ * build(): lower, print as C, compile with the system compiler into a shared
+ * object and dlopen it. Included by one test file each (static definitions), after
+ * <cmocka.h> (it asserts with cmocka). */
+#ifndef CHIRALC_CG_HARNESS_H
+#define CHIRALC_CG_HARNESS_H
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+#include "runtime/rt.h"
+
+#ifndef CG_CC
+#define CG_CC "cc"
+#endif
+#ifndef CG_CBLAS_INCLUDE
+#define CG_CBLAS_INCLUDE "/usr/include"
+#endif
+#ifndef CG_OPENBLAS_LIB
+#define CG_OPENBLAS_LIB "-lopenblas"
+#endif
+
+static __attribute__((unused)) Arena *arena;
+static __attribute__((unused)) Diag diag;
+static __attribute__((unused)) char workdir[256];
+
+static __attribute__((unused)) const char *src_dir(void) {
+    const char *d = getenv("CHIRALC_SOURCE_DIR");
+#ifdef CG_SOURCE_DIR
+    if (!d) d = CG_SOURCE_DIR;
+#endif
+    return d;
+}
+
+static __attribute__((unused)) int setup(void **state) {
+    arena = arena_new();
+    diag_init(&diag, stderr);
+    return 0;
+}
+static __attribute__((unused)) int teardown(void **state) {
+    arena_free(arena);
+    return 0;
+}
+
+/* ---- the front half ------------------------------------------------------------------- */
+
+static __attribute__((unused)) IrProgram *front_text(const char *name, const char *text, IrOverride *ov, int nov, bool baseline) {
+    SrcFile *f = diag_string_file(arena, name, text, strlen(text));
+    AstProgram *ast = fe_parse(arena, &diag, f);
+    assert_non_null(ast);
+    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
+    assert_non_null(p);
+    p->cfg.baseline = baseline;
+    assert_true(pass_pipeline(p, NULL));
+    return p;
+}
+
+static __attribute__((unused)) IrProgram *front_file(const char *rel, IrOverride *ov, int nov, bool baseline) {
+    const char *dir = src_dir();
+    if (!dir) return NULL;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    SrcFile *f = diag_read_file(arena, &diag, path);
+    assert_non_null(f);
+    AstProgram *ast = fe_parse(arena, &diag, f);
+    assert_non_null(ast);
+    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
+    assert_non_null(p);
+    p->cfg.baseline = baseline;
+    assert_true(pass_pipeline(p, NULL));
+    return p;
+}
+
+/* ---- compile and load ------------------------------------------------------------------- */
+
+typedef struct Built {
+    CgModel *m;
+    void *dl;
+    const RtModel *rm;
+} Built;
+
+static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
+    Built b = {0};
+    CgOptions o = {.no_fold = no_fold};
+    b.m = cg_lower(p, &o);
+    assert_non_null(b.m);
+    if (!workdir[0]) {
+        snprintf(workdir, sizeof workdir, "/tmp/chiralc_test_codegen.XXXXXX");
+        assert_non_null(mkdtemp(workdir));
+    }
+    const char *cpath = NULL;
+    assert_true(cg_write_c(b.m, workdir, &cpath));
+    /* a fresh name each time: dlopen hands back a library already loaded under a name */
+    static int serial;
+    char *so = arena_printf(arena, "%s/%s%s_%d.so", workdir, p->model, no_fold ? "_nofold" : "", serial++);
+    /* rng.c goes into the object so that it needs nothing of the test executable */
+    char *cmd = arena_printf(arena,
+                             "%s -std=c11 -O1 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
+    if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
+    b.dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!b.dl) fail_msg("dlopen: %s", dlerror());
+    /* POSIX guarantees that a function pointer survives the round trip through void * */
+    const RtModel *(*get)(void);
+    void *sym = dlsym(b.dl, "rt_model_get");
+    assert_non_null(sym);
+    memcpy(&get, &sym, sizeof get);
+    b.rm = get();
+    assert_int_equal(b.rm->abi, RT_MODEL_ABI);
+    unlink(cpath);
+    unlink(so);
+    return b;
+}
+
+/* ---- the training graph (test_codegen_grad.c) ----------------------------------------------- */
+
+/* The front half compiled for training (p->training before the pipeline). A model
+ * without a train block gets a loss on its first output (cross_entropy for a class
+ * output, mse otherwise) so that autodiff has a graph to build. */
+static __attribute__((unused)) IrProgram *front_train(const char *rel, const char *text, IrOverride *ov, int nov) {
+    SrcFile *f;
+    if (text) {
+        f = diag_string_file(arena, rel, text, strlen(text));
+    } else {
+        const char *dir = src_dir();
+        if (!dir) return NULL;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, rel);
+        f = diag_read_file(arena, &diag, path);
+    }
+    assert_non_null(f);
+    AstProgram *ast = fe_parse(arena, &diag, f);
+    assert_non_null(ast);
+    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
+    assert_non_null(p);
+    if (p->train.loss == IR_LOSS_NONE || !p->train.loss_output) {
+        p->train.loss_output = p->outputs[0];
+        p->train.loss = p->outputs[0]->is_class ? IR_LOSS_CROSS_ENTROPY : IR_LOSS_MSE;
+    }
+    p->training = true;
+    assert_true(pass_pipeline(p, NULL));
+    return p;
+}
+
+/* build() with the emission options: f64 prints the float64 variant (CgEmitOptions).
+ * Compiled at -O0: the unrolled recurrences' backward takes gcc -O1 many seconds, and
+ * these programs are small enough that their run time does not matter. */
+static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool f64) {
+    Built b = {0};
+    CgOptions o = {.no_fold = no_fold};
+    b.m = cg_lower(p, &o);
+    assert_non_null(b.m);
+    if (!workdir[0]) {
+        snprintf(workdir, sizeof workdir, "/tmp/chiralc_test_codegen.XXXXXX");
+        assert_non_null(mkdtemp(workdir));
+    }
+    static int serial;
+    int id = serial++;
+    char *cpath = arena_printf(arena, "%s/%s_g%d.c", workdir, p->model, id);
+    char *so = arena_printf(arena, "%s/%s_g%d.so", workdir, p->model, id);
+    FILE *fc = fopen(cpath, "w");
+    assert_non_null(fc);
+    CgEmitOptions eo = {.f64 = f64};
+    cg_emit_c_opts(fc, b.m, &eo);
+    assert_int_equal(fclose(fc), 0);
+    char *cmd = arena_printf(arena,
+                             "%s -std=c11 -O0 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
+    if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
+    b.dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!b.dl) fail_msg("dlopen: %s", dlerror());
+    const RtModel *(*get)(void);
+    void *sym = dlsym(b.dl, "rt_model_get");
+    assert_non_null(sym);
+    memcpy(&get, &sym, sizeof get);
+    b.rm = get();
+    assert_int_equal(b.rm->abi, RT_MODEL_ABI);
+    unlink(cpath);
+    unlink(so);
+    return b;
+}
+
+#endif
