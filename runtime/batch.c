@@ -112,7 +112,15 @@ static void copy_clamped(const void *src, size_t rowbytes, int64_t lo, int64_t h
     }
 }
 
+void rt_dataset_subsample(RtDataset *d, int64_t k) {
+    if (k <= 1) return;
+    int64_t all = d->every > 1 ? d->nsamples * d->every : d->nsamples;
+    d->every = k;
+    d->nsamples = (all + k - 1) / k;
+}
+
 void rt_dataset_sample(const RtDataset *d, int64_t i, float *x_out, float *y_out, int64_t *cls_out) {
+    if (d->every > 1) i *= d->every;
     if (d->sequences) {
         const int64_t c = d->win_clip[i], lo = d->clip_start[c], hi = d->clip_start[c + 1];
         const int64_t start = d->win_start[i], pad_l = (d->rf - 1) / 2;

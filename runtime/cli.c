@@ -43,12 +43,14 @@ static const Cmd cmds[] = {
      "  --bn-momentum schedule|layer|M   batchnorm momentum: VideoPose3D's schedule (0.1\n"
      "                       decaying towards 0.001 over the run; the default), each layer's\n"
      "                       own, or M for every layer\n"
-     "  --no-progress        plain lines even on a terminal\n",
+     "  --no-progress        plain lines even on a terminal\n"
+     "  --subsample K        every K-th sample only (VideoPose3D's --downsample)\n",
      rt_cmd_train},
     {"eval", "the loss and the task's metrics on a data set",
      "eval --data test.npz --load ckpt.safetensors [options]",
      "  --data FILE          evaluation data (.npz), as for train\n"
-     "  --load FILE          the checkpoint to evaluate\n",
+     "  --load FILE          the checkpoint to evaluate\n"
+     "  --subsample K        every K-th sample only\n",
      rt_cmd_eval},
     {"predict", "run the model on inputs", "predict --load ckpt.safetensors --in x.npy --out y.npy [options]",
      "  --load FILE          the checkpoint\n"
@@ -120,8 +122,8 @@ static bool takes(const char *cmd, const char *flag) {
         const char *cmd, *flags;
     } t[] = {
         {"train", " --data --val --epochs --batch --lr --seed --save --resume --log --threads --array --optimizer "
-                  "--decay --clip --mirror --bn-momentum --no-progress "},
-        {"eval", " --data --load --batch --threads --array "},
+                  "--decay --clip --mirror --bn-momentum --no-progress --subsample "},
+        {"eval", " --data --load --batch --threads --array --subsample "},
         {"predict", " --load --in --out --batch --threads "},
         {"bench", " --batch --steps --threads --seed "},
         {"export", " --load --dense "},
@@ -141,6 +143,7 @@ static int parse(const char *prog, const Cmd *c, int argc, char **argv, RtOpts *
     o->lr = o->decay = o->clip = o->mirror = o->bn_momentum = -1;
     o->threads = DEFAULT_THREADS;
     o->steps = 20;
+    o->subsample = 1;
     o->progress = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -178,6 +181,9 @@ static int parse(const char *prog, const Cmd *c, int argc, char **argv, RtOpts *
         } else if (strcmp(a, "--batch") == 0) {
             if (!parse_int(v, 1, 1 << 20, &n)) return usage(prog, "--batch expects an integer from 1 to 1048576, got '%s'", v);
             o->batch = n;
+        } else if (strcmp(a, "--subsample") == 0) {
+            if (!parse_int(v, 1, 1 << 30, &n)) return usage(prog, "--subsample expects a positive integer, got '%s'", v);
+            o->subsample = n;
         } else if (strcmp(a, "--steps") == 0) {
             if (!parse_int(v, 1, 1000000, &n)) return usage(prog, "--steps expects an integer from 1 to 1000000, got '%s'", v);
             o->steps = (int)n;

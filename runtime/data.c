@@ -102,6 +102,7 @@ bool rt_task_load(const RtModel *m, const RtOpts *o, const char *path, RtTask *t
         rt_dataset_windows(&t->set, x->data, n, t_in, in->features, out->is_class ? NULL : y->data,
                            out->is_class ? y->data : NULL, t_out, out->features);
     }
+    rt_dataset_subsample(&t->set, o->subsample);
     if (t->set.nsamples == 0) {
         rt_fail(e, "%s: array '%s': no samples", path, xname);
         goto fail;

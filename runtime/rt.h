@@ -231,6 +231,7 @@ typedef struct RtDataset {
     const int64_t *clip_start;
     int64_t nclips, t_out, rf;
     int64_t *win_clip, *win_start;  /* per sample: its clip and first output frame (may be < start) */
+    int64_t every;              /* sample i is the underlying sample i * every (0 or 1: all) */
 } RtDataset;
 /* nframes = F; clip_start [nclips + 1] must start at 0, never decrease and end at F
  * (else an error naming `what`, e.g. "train.npz: array 'clip_start'"). */
@@ -240,6 +241,8 @@ bool rt_dataset_sequences(RtDataset *d, const float *x, int64_t x_feat, const fl
 void rt_dataset_windows(RtDataset *d, const float *x, int64_t n, int64_t x_frames, int64_t x_feat, const float *y,
                         const int64_t *y_class, int64_t y_frames, int64_t y_feat);
 void rt_dataset_free(RtDataset *d);
+/* Keeps every k-th sample (k >= 1): a cheaper epoch that still sees every clip. */
+void rt_dataset_subsample(RtDataset *d, int64_t k);
 /* One sample, unmirrored: x_out [x_frames * x_feat], and y_out [y_frames * y_feat] or
  * cls_out [y_frames] (either may be NULL). */
 void rt_dataset_sample(const RtDataset *d, int64_t i, float *x_out, float *y_out, int64_t *cls_out);
@@ -504,6 +507,7 @@ typedef struct RtOpts {
     bool seed_given;
     int threads;                /* OpenBLAS threads (fixed, so results do not depend on it) */
     int steps;                  /* bench */
+    int64_t subsample;          /* train, eval: every K-th sample (VideoPose3D's --downsample); 1: all */
     int progress;               /* -1: a bar on a TTY; 0: plain lines */
     int narrays;                /* --array NAME=ARRAY: the model's NAME is the file's ARRAY */
     const char *array_from[RT_MAX_ARRAY_MAPS], *array_to[RT_MAX_ARRAY_MAPS];
