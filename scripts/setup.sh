@@ -12,8 +12,10 @@ command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 [ -f /usr/include/zlib.h ] || need="$need zlib1g-dev"
 [ -f /usr/include/zip.h ] || need="$need libzip-dev"
 [ -f /usr/include/jansson.h ] || need="$need libjansson-dev"
-ls /usr/include/*/cblas.h /usr/include/cblas.h >/dev/null 2>&1 || need="$need libopenblas-dev"
-ls /usr/include/lapacke.h /usr/include/*/lapacke.h >/dev/null 2>&1 || need="$need liblapacke-dev"
+have() { for f in "$@"; do [ -e "$f" ] && return 0; done; return 1; }
+have /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/*/openblas*/cblas.h \
+  && have /usr/lib/*/libopenblas.so /usr/lib/libopenblas.so || need="$need libopenblas-dev"
+have /usr/include/lapacke.h /usr/include/*/lapacke.h || need="$need liblapacke-dev"
 if [ "${CHIRALC_FUZZ_DEPS:-0}" = 1 ]; then
   command -v clang >/dev/null 2>&1 || need="$need clang"
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \
