@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "front.h"
+
 #include "passes/passes.h"
 
 static Arena *arena;
@@ -47,33 +49,24 @@ static const Cfg CFGS[8] = {
     {IR_LAYOUT_PAIRS, IR_ACTS_PAPER, IR_SHARING_PAPER},  {IR_LAYOUT_PAIRS, IR_ACTS_MIXED, IR_SHARING_PAPER},
 };
 
-static IrProgram *compile_ast(AstProgram *ast, IrOverride *ov, int nov, const Cfg *c, bool training) {
-    assert_non_null(ast);
-    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
-    assert_non_null(p);
+/* The program of `rel` (or of `text`), configured by c, through the passes. */
+static IrProgram *compile_cfg(const char *rel, const char *text, IrOverride *ov, int nov, const Cfg *c,
+                              bool training) {
+    IrProgram *p = front_elaborate(arena, &diag, rel, text, ov, nov);
+    if (!p) return NULL;
     if (c) {
         p->cfg.layout = c->layout;
         p->cfg.activations = c->acts;
         p->cfg.sharing = c->sharing;
     }
     p->training = training;
-    assert_true(pass_pipeline(p, NULL));
-    return p;
+    return front_passes(p);
 }
 
-static IrProgram *compile_src(const char *src, const Cfg *c) {
-    SrcFile *f = diag_string_file(arena, "test.net", src, strlen(src));
-    return compile_ast(fe_parse(arena, &diag, f), NULL, 0, c, true);
-}
+static IrProgram *compile_src(const char *src, const Cfg *c) { return compile_cfg("test.net", src, NULL, 0, c, true); }
 
 static IrProgram *compile_example(const char *name, IrOverride *ov, int nov, const Cfg *c) {
-    const char *dir = getenv("CHIRALC_SOURCE_DIR");
-    if (!dir) return NULL;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/examples/%s.net", dir, name);
-    SrcFile *f = diag_read_file(arena, &diag, path);
-    assert_non_null(f);
-    return compile_ast(fe_parse(arena, &diag, f), ov, nov, c, true);
+    return compile_cfg(arena_printf(arena, "examples/%s.net", name), NULL, ov, nov, c, true);
 }
 
 static IrParams *params(IrProgram *p, uint64_t seed) {
@@ -331,8 +324,7 @@ static int count_op(const IrProgram *p, IrOp op) {
 
 static void test_graph_structure(void **state) {
     /* without training the pass does nothing */
-    SrcFile *f = diag_string_file(arena, "test.net", NET_GRU, strlen(NET_GRU));
-    IrProgram *q = compile_ast(fe_parse(arena, &diag, f), NULL, 0, &CFGS[0], false);
+    IrProgram *q = compile_cfg("test.net", NET_GRU, NULL, 0, &CFGS[0], false);
     assert_int_equal(count_op(q, IR_GRAD) + count_op(q, IR_PGRAD) + count_op(q, IR_LOSS), 0);
 
     IrProgram *p = compile_src(NET_GRU, &CFGS[0]);

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "front.h"
+
 #include "passes/passes.h"
 
 /* ---- hand-built programs -------------------------------------------------------- */
@@ -815,19 +817,10 @@ static void test_free_after_last_use(void **state) {
 /* ---- the examples, through the whole front half -------------------------------------------- */
 
 static IrProgram *compile_with(const char *name, IrOverride *ov, int nov, IrSharing sharing) {
-    const char *dir = getenv("CHIRALC_SOURCE_DIR");
-    if (!dir) return NULL;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/examples/%s.net", dir, name);
-    SrcFile *f = diag_read_file(arena, &diag, path);
-    assert_non_null(f);
-    AstProgram *ast = fe_parse(arena, &diag, f);
-    assert_non_null(ast);
-    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
-    assert_non_null(p);
+    IrProgram *p = front_elaborate(arena, &diag, arena_printf(arena, "examples/%s.net", name), NULL, ov, nov);
+    if (!p) return NULL;
     p->cfg.sharing = sharing;
-    assert_true(pass_pipeline(p, NULL));
-    return p;
+    return front_passes(p);
 }
 
 static IrProgram *compile(const char *name, IrOverride *ov, int nov) {
