@@ -11,7 +11,11 @@
  *
  * The compiler is run directly (fork + execvp, no shell), so file names need no
  * quoting. Link libraries are separated by '|' in the CMake definition (paths may
- * hold spaces) and by spaces in CHIRALC_LIBS. */
+ * hold spaces) and by spaces in CHIRALC_LIBS.
+ *
+ * --backend llvm: codegen/emit_llvm.c writes an object file for the host CPU
+ * instead of the C source, and the same compiler only links it (-O0..-O3 pick
+ * LLVM's pipeline). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,11 +94,18 @@ static int run(const Argv *a, bool verbose) {
 
 static void remove_dir(Arena *ar, const char *dir, const char *model) {
     unlink(arena_printf(ar, "%s/%s.c", dir, model));
+    unlink(arena_printf(ar, "%s/%s.o", dir, model));
     rmdir(dir);
 }
 
 int cmd_build(IrProgram *p, const BuildOpts *o) {
     Arena *ar = p->arena;
+    bool llvm = o->backend && strcmp(o->backend, "llvm") == 0;
+    if (llvm && !cg_llvm_available()) {
+        fputs("chiralc: error: --backend llvm: this chiralc was built without LLVM (use --backend c, or "
+              "install llvm-14-dev and rebuild)\n", stderr);
+        return 1;
+    }
     CgOptions co = {.no_fold = o->no_fold};
     CgModel *m = cg_lower(p, &co);
     if (!m) return 1;
@@ -105,7 +116,14 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
         return 1;
     }
     const char *src = NULL;
-    if (!cg_write_c(m, dir, &src)) {
+    if (llvm) { /* an object file for the host; the compiler below only links */
+        src = arena_printf(ar, "%s/%s.o", dir, p->model);
+        CgLlvmOptions lo = {.opt = o->opt ? o->opt[2] - '0' : 2};
+        if (!cg_write_llvm_object(m, src, &lo)) {
+            remove_dir(ar, dir, p->model);
+            return 1;
+        }
+    } else if (!cg_write_c(m, dir, &src)) {
         rmdir(dir);
         return 1;
     }
@@ -120,11 +138,13 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
     close(fd);
     Argv a = {0};
     push(&a, env_or("CHIRALC_CC", CHIRALC_BUILD_CC));
-    push(&a, "-std=c11");
-    push(&a, o->opt ? o->opt : "-O2");
-    /* the generated code's floating point is the runtime's: no contraction into FMAs,
-     * so that a program gives the same numbers wherever it is compiled */
-    push(&a, "-ffp-contract=off");
+    if (!llvm) {
+        push(&a, "-std=c11");
+        push(&a, o->opt ? o->opt : "-O2");
+        /* the generated code's floating point is the runtime's: no contraction into FMAs,
+         * so that a program gives the same numbers wherever it is compiled */
+        push(&a, "-ffp-contract=off");
+    }
     const char *cflags = getenv("CHIRALC_CFLAGS");
     if (cflags) push_split(ar, &a, cflags, ' ', "");
     else push_split(ar, &a, CHIRALC_BUILD_CFLAGS, '|', "");
@@ -146,7 +166,7 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
             remove_dir(ar, dir, p->model);
             return 1;
         }
-        fprintf(stderr, "chiralc: error: the C compiler failed on %s (kept for inspection)\n", src);
+        fprintf(stderr, "chiralc: error: the C compiler failed %s %s (kept for inspection)\n", llvm ? "to link" : "on", src);
         return 1;
     }
     mode_t mask = umask(0);
@@ -158,7 +178,7 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
         return 1;
     }
     remove_dir(ar, dir, p->model);
-    printf("wrote %s (model %s%s%s, %ld parameters)\n", o->output, p->model, o->no_fold ? ", no-fold" : "",
-           p->cfg.baseline ? ", baseline" : "", m->params_size);
+    printf("wrote %s (model %s%s%s%s, %ld parameters)\n", o->output, p->model, o->no_fold ? ", no-fold" : "",
+           p->cfg.baseline ? ", baseline" : "", llvm ? ", llvm" : "", m->params_size);
     return 0;
 }

@@ -26,7 +26,7 @@ int cmd_check(IrProgram *p, const CheckOpts *o);
 
 /* ---- emit.c --------------------------------------------------------------------- */
 typedef struct EmitOpts {
-    const char *target; /* "c" or "kir" */
+    const char *target; /* "c", "kir" or "llvm" */
     const char *dir;    /* -o DIR; NULL: stdout */
     bool no_fold;
 } EmitOpts;
@@ -38,6 +38,7 @@ typedef struct BuildOpts {
     bool no_fold;
     bool verbose;       /* print the compiler's command line */
     const char *opt;    /* the C compiler's optimisation flag, "-O2" by default */
+    const char *backend; /* "c" (NULL: the default) or "llvm" (codegen/emit_llvm.c) */
 } BuildOpts;
 int cmd_build(IrProgram *p, const BuildOpts *o);
 

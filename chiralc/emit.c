@@ -1,7 +1,9 @@
-/* chiralc/emit.c: `chiralc emit c|kir`: the generated sources.
+/* chiralc/emit.c: `chiralc emit c|kir|llvm`: the generated sources.
  *
- *   emit c   MODEL.net -o DIR   writes DIR/MODEL.c (atomically), the C backend's file
- *   emit kir MODEL.net [-o DIR] the kernel IR's text form (stdout, or DIR/MODEL.kir)
+ *   emit c    MODEL.net -o DIR   writes DIR/MODEL.c (atomically), the C backend's file
+ *   emit kir  MODEL.net [-o DIR] the kernel IR's text form (stdout, or DIR/MODEL.kir)
+ *   emit llvm MODEL.net [-o DIR] the LLVM backend's module, optimised for this host
+ *                                (stdout, or DIR/MODEL.ll)
  * Without -o, both print to stdout. */
 #include <errno.h>
 #include <stdlib.h>
@@ -53,6 +55,13 @@ int cmd_emit(IrProgram *p, const EmitOpts *o) {
             return 0;
         }
         return write_kir(m, o->dir) ? 0 : 1;
+    }
+    if (strcmp(o->target, "llvm") == 0) {
+        if (!o->dir) return cg_emit_llvm(stdout, m, NULL) ? 0 : 1;
+        const char *path = NULL;
+        if (!cg_write_llvm_ir(m, o->dir, NULL, &path)) return 1;
+        printf("wrote %s\n", path);
+        return 0;
     }
     if (!o->dir) {
         cg_emit_c(stdout, m);

@@ -295,4 +295,23 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o);
 /* Writes DIR/MODEL.c atomically; false after reporting through prog->diag. */
 bool cg_write_c(const CgModel *m, const char *dir, const char **path_out);
 
+/* ---- emit_llvm.c: the LLVM backend ---------------------------------------------------- */
+
+/* The same kernel IR and descriptor as the C backend, built through the LLVM C API,
+ * verified (LLVMVerifyModule), optimised for the host CPU and written as an object
+ * file or as text. Where chiralc was built without LLVM, cg_llvm_available() is false
+ * and the writers report one error line. */
+typedef struct CgLlvmOptions {
+    int opt;         /* LLVM's default<O1..O3> pipeline; 0: none (verified only). NULL options: 2 */
+} CgLlvmOptions;
+bool cg_llvm_available(void);
+/* Prints the module (after optimisation) to out; false after reporting. */
+bool cg_emit_llvm(FILE *out, const CgModel *m, const CgLlvmOptions *o);
+/* Writes DIR/MODEL.ll (the module after optimisation) atomically; false after
+ * reporting through prog->diag. */
+bool cg_write_llvm_ir(const CgModel *m, const char *dir, const CgLlvmOptions *o, const char **path_out);
+/* Writes the object file (position-independent, defining rt_model_get) at path,
+ * atomically; false after reporting through prog->diag. */
+bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOptions *o);
+
 #endif

@@ -1,7 +1,8 @@
 /* tests/unit/cg_harness.h: the shared harness of the codegen tests (test_codegen.c,
  * test_export.c): the front half from text or a file of the repository, and
  * build(): lower, print as C, compile with the system compiler into a shared
- * object and dlopen it. Included by one test file each (static definitions), after
+ * object and dlopen it; with cg_backend = CG_BACKEND_LLVM, the LLVM backend
+ * writes the object file instead and the system compiler only links it. Included by one test file each (static definitions), after
  * <cmocka.h> (it asserts with cmocka). */
 #ifndef CHIRALC_CG_HARNESS_H
 #define CHIRALC_CG_HARNESS_H
@@ -25,6 +26,12 @@
 #endif
 
 static __attribute__((unused)) Arena *arena;
+/* Which backend build() and build_opts() use; cg_backends() says how many this
+ * chiralc has (the LLVM backend only where CMake found LLVM). */
+enum { CG_BACKEND_C, CG_BACKEND_LLVM };
+static __attribute__((unused)) int cg_backend = CG_BACKEND_C;
+static __attribute__((unused)) const char *const cg_backend_name[] = {"c", "llvm"};
+static __attribute__((unused)) int cg_backends(void) { return cg_llvm_available() ? 2 : 1; }
 static __attribute__((unused)) Diag diag;
 static __attribute__((unused)) char workdir[256];
 
@@ -83,6 +90,37 @@ typedef struct Built {
     const RtModel *rm;
 } Built;
 
+/* dlopens so and takes its model (then removes the file). */
+static __attribute__((unused)) void load_so(Built *b, const char *so) {
+    b->dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!b->dl) fail_msg("dlopen: %s", dlerror());
+    /* POSIX guarantees that a function pointer survives the round trip through void * */
+    const RtModel *(*get)(void);
+    void *sym = dlsym(b->dl, "rt_model_get");
+    assert_non_null(sym);
+    memcpy(&get, &sym, sizeof get);
+    b->rm = get();
+    assert_int_equal(b->rm->abi, RT_MODEL_ABI);
+    unlink(so);
+}
+
+/* The LLVM backend's object file for b->m (LLVM pipeline level opt), linked into a
+ * shared object with rng.c and loaded. */
+static __attribute__((unused)) void build_llvm(Built *b, const char *tag, int opt) {
+    static int serial;
+    int id = serial++;
+    const char *model = b->m->prog->model;
+    char *obj = arena_printf(arena, "%s/%s%s_l%d.o", workdir, model, tag, id);
+    char *so = arena_printf(arena, "%s/%s%s_l%d.so", workdir, model, tag, id);
+    CgLlvmOptions lo = {.opt = opt};
+    assert_true(cg_write_llvm_object(b->m, obj, &lo));
+    char *cmd = arena_printf(arena, "%s -shared -fPIC -w -I%s %s %s/runtime/rng.c -o %s %s -lm", CG_CC, src_dir(),
+                             obj, src_dir(), so, CG_OPENBLAS_LIB);
+    if (system(cmd) != 0) fail_msg("cannot link the LLVM object: %s", cmd);
+    unlink(obj);
+    load_so(b, so);
+}
+
 static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
     Built b = {0};
     CgOptions o = {.no_fold = no_fold};
@@ -91,6 +129,10 @@ static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
     if (!workdir[0]) {
         snprintf(workdir, sizeof workdir, "/tmp/chiralc_test_codegen.XXXXXX");
         assert_non_null(mkdtemp(workdir));
+    }
+    if (cg_backend == CG_BACKEND_LLVM) {
+        build_llvm(&b, no_fold ? "_nofold" : "", 2);
+        return b;
     }
     const char *cpath = NULL;
     assert_true(cg_write_c(b.m, workdir, &cpath));
@@ -102,17 +144,8 @@ static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
                              "%s -std=c11 -O1 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
                              CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
-    b.dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    if (!b.dl) fail_msg("dlopen: %s", dlerror());
-    /* POSIX guarantees that a function pointer survives the round trip through void * */
-    const RtModel *(*get)(void);
-    void *sym = dlsym(b.dl, "rt_model_get");
-    assert_non_null(sym);
-    memcpy(&get, &sym, sizeof get);
-    b.rm = get();
-    assert_int_equal(b.rm->abi, RT_MODEL_ABI);
     unlink(cpath);
-    unlink(so);
+    load_so(&b, so);
     return b;
 }
 
@@ -146,9 +179,10 @@ static __attribute__((unused)) IrProgram *front_train(const char *rel, const cha
     return p;
 }
 
-/* build() with the emission options: f64 prints the float64 variant (CgEmitOptions).
- * Compiled at -O0: the unrolled recurrences' backward takes gcc -O1 many seconds, and
- * these programs are small enough that their run time does not matter. */
+/* build() with the emission options: f64 prints the float64 variant (CgEmitOptions),
+ * which only the C backend has. Compiled at -O0 (LLVM: O1): the unrolled recurrences'
+ * backward takes gcc -O1 many seconds, and these programs are small enough that
+ * their run time does not matter. */
 static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool f64) {
     Built b = {0};
     CgOptions o = {.no_fold = no_fold};
@@ -157,6 +191,10 @@ static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool
     if (!workdir[0]) {
         snprintf(workdir, sizeof workdir, "/tmp/chiralc_test_codegen.XXXXXX");
         assert_non_null(mkdtemp(workdir));
+    }
+    if (cg_backend == CG_BACKEND_LLVM && !f64) {
+        build_llvm(&b, "_g", 1);
+        return b;
     }
     static int serial;
     int id = serial++;
@@ -171,16 +209,8 @@ static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool
                              "%s -std=c11 -O0 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
                              CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
-    b.dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-    if (!b.dl) fail_msg("dlopen: %s", dlerror());
-    const RtModel *(*get)(void);
-    void *sym = dlsym(b.dl, "rt_model_get");
-    assert_non_null(sym);
-    memcpy(&get, &sym, sizeof get);
-    b.rm = get();
-    assert_int_equal(b.rm->abi, RT_MODEL_ABI);
     unlink(cpath);
-    unlink(so);
+    load_so(&b, so);
     return b;
 }
 

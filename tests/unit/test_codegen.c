@@ -180,10 +180,15 @@ static double differential(IrProgram *p, bool no_fold, int batch, uint64_t seed)
     return worst;
 }
 
+/* Folded and --no-fold, over every backend this chiralc has (C, and LLVM where built). */
 static void both(IrProgram *p) {
     if (!p) skip();
-    double a = differential(p, false, 3, 7), b = differential(p, true, 3, 7);
-    print_message("%-24s worst relative error: folded %.2e, no-fold %.2e\n", p->model, a, b);
+    for (cg_backend = 0; cg_backend < cg_backends(); cg_backend++) {
+        double a = differential(p, false, 3, 7), b = differential(p, true, 3, 7);
+        print_message("%-24s %-4s worst relative error: folded %.2e, no-fold %.2e\n", p->model,
+                      cg_backend_name[cg_backend], a, b);
+    }
+    cg_backend = CG_BACKEND_C;
 }
 
 /* ---- examples, small ------------------------------------------------------------------------- */

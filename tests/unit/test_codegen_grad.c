@@ -231,8 +231,8 @@ static void differential(IrProgram *p, bool no_fold, int batch, uint64_t seed) {
         double gn = 0;
         for (long k = 0; k < np; k++) gn += ref[k] * ref[k];
         assert_true(gn > 0); /* the check says something */
-        print_message("%-16s %-8s %-9s gradient relative error %.2e\n", p->model, no_fold ? "no-fold" : "folded",
-                      mode ? "training" : "inference", e);
+        print_message("%-16s %-4s %-8s %-9s gradient relative error %.2e\n", p->model, cg_backend_name[cg_backend],
+                      no_fold ? "no-fold" : "folded", mode ? "training" : "inference", e);
         g[mode] = malloc(sizeof(float) * (size_t)(np + 1));
         memcpy(g[mode], r.grads, sizeof(float) * (size_t)np);
         free(ref);
@@ -267,10 +267,14 @@ static void differential(IrProgram *p, bool no_fold, int batch, uint64_t seed) {
     dlclose(bl.dl);
 }
 
+/* Folded and --no-fold, over every backend this chiralc has (C, and LLVM where built). */
 static void both(IrProgram *p) {
     if (!p) skip();
-    differential(p, false, 3, 7);
-    differential(p, true, 3, 7);
+    for (cg_backend = 0; cg_backend < cg_backends(); cg_backend++) {
+        differential(p, false, 3, 7);
+        differential(p, true, 3, 7);
+    }
+    cg_backend = CG_BACKEND_C;
 }
 
 static void test_videopose3d(void **state) {
