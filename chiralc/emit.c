@@ -57,6 +57,11 @@ int cmd_emit(IrProgram *p, const EmitOpts *o) {
         return write_kir(m, o->dir) ? 0 : 1;
     }
     if (strcmp(o->target, "llvm") == 0) {
+        if (!cg_llvm_available()) {
+            fputs("chiralc: error: emit llvm: this chiralc was built without LLVM (install llvm-14-dev and "
+                  "rebuild)\n", stderr);
+            return 1;
+        }
         if (!o->dir) return cg_emit_llvm(stdout, m, NULL) ? 0 : 1;
         const char *path = NULL;
         if (!cg_write_llvm_ir(m, o->dir, NULL, &path)) return 1;

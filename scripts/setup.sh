@@ -16,6 +16,8 @@ have() { for f in "$@"; do [ -e "$f" ] && return 0; done; return 1; }
 have /usr/include/cblas.h /usr/include/*/cblas.h /usr/include/*/openblas*/cblas.h \
   && have /usr/lib/*/libopenblas.so /usr/lib/libopenblas.so || need="$need libopenblas-dev"
 have /usr/include/lapacke.h /usr/include/*/lapacke.h || need="$need liblapacke-dev"
+# the LLVM backend (optional: CMake builds without it, `--backend c` only)
+command -v llvm-config >/dev/null 2>&1 || command -v llvm-config-14 >/dev/null 2>&1 || need="$need llvm-14-dev"
 if [ "${CHIRALC_FUZZ_DEPS:-0}" = 1 ]; then
   command -v clang >/dev/null 2>&1 || need="$need clang"
   ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 \

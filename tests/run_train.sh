@@ -1,10 +1,11 @@
 #!/bin/sh
-# run_train.sh CHIRALC CHIRALDATA RTTOOL SRCDIR EXAMPLE: builds a small version of the
+# run_train.sh CHIRALC CHIRALDATA RTTOOL SRCDIR EXAMPLE [BACKEND]: builds a small version of the
 # example, derives its task data from data/cmu17.npz, trains a short run, and checks that
 # the loss on the test split falls by at least half (eval of the initial weights against
-# eval after training) and that eval prints the task's metrics.
+# eval after training) and that eval prints the task's metrics. BACKEND (c or llvm) is
+# passed to chiralc build --backend; default: chiralc's.
 set -u
-chiralc=$1 chiraldata=$2 rttool=$3 src=$4 ex=$5
+chiralc=$1 chiraldata=$2 rttool=$3 src=$4 ex=$5 backend=${6:-}
 tmp=${TMPDIR:-/tmp}/chiralc-train-$ex-$$
 mkdir -p "$tmp"; trap 'rm -rf "$tmp"' EXIT
 bad() { echo "run_train $ex: FAIL: $*"; exit 1; }
@@ -28,7 +29,8 @@ esac
 "$rttool" head "$tmp/data/train.npz" "$tmp/train.npz" $ntrain || bad "rttool head"
 "$rttool" head "$tmp/data/test.npz" "$tmp/test.npz" $ntest || bad "rttool head"
 p=$tmp/$ex
-"$chiralc" build "$src/examples/$ex.net" $sets -o "$p" > "$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; bad "chiralc build"; }
+"$chiralc" build "$src/examples/$ex.net" $sets ${backend:+--backend $backend} -o "$p" > "$tmp/build.log" 2>&1 ||
+  { cat "$tmp/build.log"; bad "chiralc build"; }
 
 loss_of() { awk '$1 == "loss" { print $2 }' "$1"; }
 "$p" train --data "$tmp/train.npz" --epochs 0 --save "$tmp/init.st" > /dev/null || bad "train --epochs 0"
@@ -43,7 +45,7 @@ done
 l0=$(loss_of "$tmp/eval0") l1=$(loss_of "$tmp/eval1")
 awk -v a="$l0" -v b="$l1" 'BEGIN { exit !(b <= a / 2) }' ||
   bad "the test loss fell from $l0 to $l1, not by half"
-echo "run_train $ex: test loss $l0 -> $l1"
+echo "run_train $ex${backend:+ ($backend)}: test loss $l0 -> $l1"
 # the CSV log: a header and one row per epoch, validation filled in
 rows=$(($(wc -l < "$tmp/run.csv") - 1))
 epochs=$(echo "$run" | awk '{ for (i = 1; i < NF; i++) if ($i == "--epochs") print $(i + 1) }')

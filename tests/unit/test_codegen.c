@@ -350,19 +350,8 @@ static void test_plan_reuse(void **state) {
     assert_int_equal(cg_plan_address(k, t[0], 5), k->bufs[t[0]].offset * 5);
 }
 
-/* Dropout in a compiled training forward: the mask is the runtime's counter-based
- * RNG, recomputed here from its definition in RtExec. */
-static void test_dropout_mask(void **state) {
-    const char *dir = src_dir();
-    if (!dir) skip();
-    static const char src[] = "model drop\n"
-                              "input  x : features(40)\n"
-                              "output y : features(40)\n"
-                              "net {\n  y = dropout(x, 0.3)\n}\n";
-    IrProgram *p = front_text("drop.net", src, NULL, 0, false);
-    const IrNode *dn = NULL;
-    ir_foreach(p, n) if (n->op == IR_DROPOUT) dn = n;
-    assert_non_null(dn);
+/* The mask of one compiled training forward against its definition. */
+static void dropout_mask(IrProgram *p, const IrNode *dn) {
     Built bl = build(p, false);
     const RtModel *rm = bl.rm;
     int batch = 2;
@@ -388,6 +377,23 @@ static void test_dropout_mask(void **state) {
     for (int k = 0; k < 80; k++) assert_true(y[k] == x[k]);
     free(arena_f);
     dlclose(bl.dl);
+}
+
+/* Dropout in a compiled training forward (every backend): the mask is the counter-based
+ * RNG, recomputed here from its definition in RtExec. */
+static void test_dropout_mask(void **state) {
+    const char *dir = src_dir();
+    if (!dir) skip();
+    static const char src[] = "model drop\n"
+                              "input  x : features(40)\n"
+                              "output y : features(40)\n"
+                              "net {\n  y = dropout(x, 0.3)\n}\n";
+    IrProgram *p = front_text("drop.net", src, NULL, 0, false);
+    const IrNode *dn = NULL;
+    ir_foreach(p, n) if (n->op == IR_DROPOUT) dn = n;
+    assert_non_null(dn);
+    for (cg_backend = 0; cg_backend < cg_backends(); cg_backend++) dropout_mask(p, dn);
+    cg_backend = CG_BACKEND_C;
 }
 
 /* init: deterministic in the seed, fan-in scaled blocks, gamma and running variance 1,
@@ -437,10 +443,144 @@ static void test_init(void **state) {
     dlclose(bl.dl);
 }
 
-static int cleanup(void **state) {
-    if (workdir[0]) rmdir(workdir);
-    return 0;
+/* ---- the LLVM backend against the C backend ----------------------------------------------------- */
+
+static void same_str(const char *what, const char *a, const char *b) {
+    if (!a || !b) {
+        if (a != b) fail_msg("%s: %s against %s", what, a ? a : "NULL", b ? b : "NULL");
+        return;
+    }
+    if (strcmp(a, b) != 0) fail_msg("%s: '%.60s' against '%.60s'", what, a, b);
 }
+static void same_io(const RtModelIo *a, const RtModelIo *b) {
+    same_str("io name", a->name, b->name);
+    assert_int_equal(a->frames, b->frames);
+    assert_int_equal(a->features, b->features);
+    assert_int_equal(a->is_class, b->is_class);
+    assert_int_equal(a->invariant, b->invariant);
+    assert_int_equal(a->joints, b->joints);
+    assert_int_equal(a->coords, b->coords);
+    assert_int_equal(!a->partner, !b->partner);
+    assert_int_equal(!a->sign, !b->sign);
+    if (a->partner) assert_memory_equal(a->partner, b->partner, sizeof(int32_t) * (size_t)a->features);
+    if (a->sign) assert_memory_equal(a->sign, b->sign, sizeof(float) * (size_t)a->features);
+}
+static void same_params(const RtModelParam *a, const RtModelParam *b, int n) {
+    for (int i = 0; i < n; i++) {
+        same_str("parameter name", a[i].name, b[i].name);
+        assert_int_equal(a[i].offset, b[i].offset);
+        assert_int_equal(a[i].count, b[i].count);
+        assert_int_equal(a[i].ndim, b[i].ndim);
+        assert_int_equal(a[i].shape[0], b[i].shape[0]);
+        assert_int_equal(a[i].shape[1], b[i].shape[1]);
+    }
+}
+
+/* The LLVM backend's descriptor is the C backend's, field by field (the C file is
+ * the reference: its tables are printed from the same lowering); init draws the
+ * same numbers, and densify computes the same dense weights. A training model with
+ * the paper's held-at-zero weights, and one with time axes. */
+static void test_llvm_descriptor(void **state) {
+    if (!cg_llvm_available()) skip();
+    static const char *const nets[] = {"tests/nets/lift_pairs_mixed.net", "tests/nets/conv_stride_dilation.net"};
+    for (size_t t = 0; t < sizeof nets / sizeof *nets; t++) {
+        IrProgram *p = front_train(nets[t], NULL, NULL, 0);
+        if (!p) skip();
+        cg_backend = CG_BACKEND_C;
+        Built bc = build(p, false);
+        cg_backend = CG_BACKEND_LLVM;
+        Built bl = build(p, false);
+        cg_backend = CG_BACKEND_C;
+        const RtModel *c = bc.rm, *l = bl.rm;
+        same_str("name", c->name, l->name);
+        same_str("fingerprint", c->fingerprint, l->fingerprint);
+        same_str("options", c->options, l->options);
+        assert_int_equal(c->ninputs, l->ninputs);
+        assert_int_equal(c->noutputs, l->noutputs);
+        for (int i = 0; i < c->ninputs; i++) same_io(&c->inputs[i], &l->inputs[i]);
+        for (int i = 0; i < c->noutputs; i++) same_io(&c->outputs[i], &l->outputs[i]);
+        assert_int_equal(c->nparams, l->nparams);
+        assert_int_equal(c->nstate, l->nstate);
+        assert_true(c->nparams > 0);
+        same_params(c->params, l->params, c->nparams);
+        same_params(c->state, l->state, c->nstate);
+        assert_int_equal(c->params_size, l->params_size);
+        assert_int_equal(c->state_size, l->state_size);
+        assert_int_equal(c->prep_size, l->prep_size);
+        assert_int_equal(c->arena_per_sample, l->arena_per_sample);
+        assert_int_equal(c->arena_fixed, l->arena_fixed);
+        same_str("loss", c->train.loss, l->train.loss);
+        same_str("optimizer", c->train.optimizer, l->train.optimizer);
+        assert_int_equal(c->train.loss_output, l->train.loss_output);
+        assert_true(c->train.lr == l->train.lr && c->train.beta1 == l->train.beta1 && c->train.beta2 == l->train.beta2);
+        assert_true(c->train.momentum == l->train.momentum && c->train.decay == l->train.decay);
+        assert_true(c->train.weight_decay == l->train.weight_decay && c->train.clip == l->train.clip);
+        assert_true(c->train.mirror == l->train.mirror);
+        assert_int_equal(c->train.batch, l->train.batch);
+        assert_int_equal(c->train.epochs, l->train.epochs);
+        assert_non_null(l->backward);
+        assert_int_equal(c->ndense, l->ndense);
+        assert_int_equal(c->dense_size, l->dense_size);
+        assert_true(c->ndense > 0);
+        for (int i = 0; i < c->ndense; i++) {
+            same_str("dense name", c->dense[i].name, l->dense[i].name);
+            assert_int_equal(c->dense[i].ndim, l->dense[i].ndim);
+            assert_memory_equal(c->dense[i].shape, l->dense[i].shape, sizeof c->dense[i].shape);
+            assert_int_equal(c->dense[i].offset, l->dense[i].offset);
+            assert_int_equal(c->dense[i].count, l->dense[i].count);
+        }
+        same_str("graph_json", c->graph_json, l->graph_json);
+        /* init: the same draws, bit for bit (one float multiply of the same numbers) */
+        size_t np = (size_t)c->params_size + 1, ns = (size_t)c->state_size + 1;
+        float *pc = calloc(np, 4), *pl = calloc(np, 4), *sc = calloc(ns, 4), *sl = calloc(ns, 4);
+        c->init(c, pc, sc, 11);
+        l->init(l, pl, sl, 11);
+        assert_memory_equal(pc, pl, sizeof(float) * (size_t)c->params_size);
+        assert_memory_equal(sc, sl, sizeof(float) * (size_t)c->state_size);
+        /* densify: the same weights (the same float operations in the same order) */
+        float *dc = calloc((size_t)c->dense_size + 1, 4), *dl = calloc((size_t)c->dense_size + 1, 4);
+        c->densify(c, pc, sc, dc);
+        l->densify(l, pc, sc, dl);
+        for (long i = 0; i < c->dense_size; i++)
+            if (!(fabsf(dc[i] - dl[i]) <= 1e-6f * (1 + fabsf(dc[i])))) fail_msg("densify element %ld: %g against %g", i, dc[i], dl[i]);
+        free(pc), free(pl), free(sc), free(sl), free(dc), free(dl);
+        dlclose(bc.dl);
+        dlclose(bl.dl);
+    }
+}
+
+/* `chiralc emit llvm`'s file is LLVM assembly that llvm-as accepts (and so verifies)
+ * on its own, and it defines the model's one external symbol. */
+static void test_llvm_ir_text(void **state) {
+    if (!cg_llvm_available()) skip();
+    IrProgram *p = front_file("tests/nets/conv_stride_dilation.net", NULL, 0, false);
+    if (!p) skip();
+    CgOptions o = {0};
+    CgModel *m = cg_lower(p, &o);
+    assert_non_null(m);
+    if (!workdir[0]) {
+        snprintf(workdir, sizeof workdir, "/tmp/chiralc_test_codegen.XXXXXX");
+        assert_non_null(mkdtemp(workdir));
+    }
+    const char *path = NULL;
+    assert_true(cg_write_llvm_ir(m, workdir, NULL, &path));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[4096];
+    bool get = false;
+    while (fgets(line, sizeof line, f)) get = get || strstr(line, "define ptr @rt_model_get()") ||
+                                                strstr(line, "define i8* @rt_model_get()");
+    fclose(f);
+    assert_true(get);
+    /* a file the tools take (skipped where llvm-as is not installed) */
+    if (system("command -v llvm-as-14 > /dev/null 2>&1") == 0) {
+        char *cmd = arena_printf(arena, "llvm-as-14 %s -o /dev/null", path);
+        if (system(cmd) != 0) fail_msg("llvm-as rejects %s", path);
+    }
+    unlink(path);
+}
+
+static int cleanup(void **state) { return cg_cleanup(state); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -456,6 +596,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forecast_lstm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_llvm_descriptor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_llvm_ir_text, setup, teardown),
     };
+    if (getenv("CG_TEST_FILTER")) cmocka_set_test_filter(getenv("CG_TEST_FILTER")); /* e.g. "test_llvm*" */
     return cmocka_run_group_tests(tests, NULL, cleanup);
 }

@@ -412,10 +412,7 @@ static void test_fd_examples(void **state) {
     fd_net(front_train("examples/action_stconv.net", NULL, ac, 2), true, 2, 1e-6, 3);
 }
 
-static int cleanup(void **state) {
-    if (workdir[0]) rmdir(workdir);
-    return 0;
-}
+static int cleanup(void **state) { return cg_cleanup(state); }
 
 int main(void) {
     const struct CMUnitTest tests[] = {

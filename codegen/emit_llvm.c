@@ -1,0 +1,1115 @@
+/* codegen/emit_llvm.c: the LLVM backend: the kernel IR built as an LLVM module
+ * through the LLVM C API, verified, optimised for the host CPU and written as an
+ * object file (chiralc build --backend llvm) or as text (chiralc emit llvm).
+ *
+ * It walks the same structure as the C backend (emit_c.c) and keeps its
+ * arithmetic: float32 expressions, reductions accumulated in double, no
+ * contraction into FMAs (LLVM contracts only under the `contract` flag, which is
+ * never set), C's comparison semantics (ordered compares, `!= 0` unordered).
+ * GEMM steps call cblas_sgemm, dropout calls rt_rng_uniform, and the model
+ * descriptor (RtModel, runtime/rt.h) with its tables is a set of constant
+ * globals; the only external symbol is rt_model_get. Loop variables and
+ * accumulators are allocas that mem2reg turns into registers.
+ *
+ * Aliasing: the operands of one step never share memory (the memory plan keeps
+ * every temporary a step touches live through it; the caller's buffers are
+ * distinct), so each loop kernel gets its own alias-scope domain with one scope
+ * per buffer. The vectoriser then needs no runtime overlap checks. Steps do not
+ * share a domain: two buffers of different steps may well reuse the same arena
+ * memory, and LLVM must not move one's accesses across the other's.
+ *
+ * The descriptor's struct types mirror the C declarations; build_types checks
+ * every field offset against offsetof on the host, so a change in rt.h that is
+ * not made here is a compiler bug report, not a corrupt program.
+ *
+ * Compiled only where CMake found LLVM (CHIRALC_HAVE_LLVM); elsewhere the entry
+ * points report one error line. */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen/codegen.h"
+
+#ifndef CHIRALC_HAVE_LLVM
+
+bool cg_llvm_available(void) { return false; }
+
+static bool no_llvm(const CgModel *m, const char *path) {
+    diag_file_error(m->prog->diag, path, "this chiralc was built without LLVM (use --backend c, or install "
+                                         "llvm-14-dev and rebuild)");
+    return false;
+}
+bool cg_write_llvm_ir(const CgModel *m, const char *dir, const CgLlvmOptions *o, const char **path_out) {
+    (void)o, (void)path_out;
+    return no_llvm(m, dir);
+}
+bool cg_emit_llvm(FILE *out, const CgModel *m, const CgLlvmOptions *o) {
+    (void)out, (void)o;
+    return no_llvm(m, m->prog->model);
+}
+bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOptions *o) {
+    (void)o;
+    return no_llvm(m, path);
+}
+
+#else
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "runtime/rt.h"
+
+bool cg_llvm_available(void) { return true; }
+
+/* cblas.h's constants (CBLAS_ORDER, CBLAS_TRANSPOSE); blasint is int in the
+ * OpenBLAS builds we link (not the 64-bit-integer interface). */
+enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
+
+typedef struct L {
+    const CgModel *m;
+    const KirProgram *k;
+    LLVMContextRef cx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;       /* the code */
+    LLVMBuilderRef ab;      /* allocas, at the end of the entry block */
+    LLVMTargetMachineRef tm;
+    LLVMTargetDataRef td;
+    LLVMTypeRef v, i1, i8, i32, i64, f32, f64, pi8, pf32, pexec;
+    LLVMTypeRef exec_ty, io_ty, param_ty, dense_ty, train_ty, model_ty;
+    LLVMTypeRef kfn_ty;     /* void (const RtModel *, RtExec *) */
+    LLVMTypeRef sgemm_ty, unif_ty, normal_ty, math_ty, dropmask_ty;
+    LLVMValueRef sgemm, unif, normal, dropmask;
+    LLVMValueRef *tabs;     /* by table: its global, made on first use */
+    /* the function being built */
+    LLVMValueRef fn, exec, N;
+    LLVMValueRef *buf;      /* by buffer: float * */
+    LLVMValueRef var[KIR_NVARS];
+    const KirExpr *red[16];
+    LLVMValueRef redv[16];
+    int nred;
+    /* the loop kernel being built: by buffer, its alias.scope and noalias lists
+     * (NULL outside loop kernels and for buffers the step does not touch) */
+    LLVMValueRef *scope, *noalias;
+    unsigned md_scope, md_noalias;
+    int ndomains;
+} L;
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static LLVMValueRef ci64(L *l, long v) { return LLVMConstInt(l->i64, (unsigned long long)v, true); }
+static LLVMValueRef ci32(L *l, long v) { return LLVMConstInt(l->i32, (unsigned long long)v, true); }
+/* A float constant as the C backend's file gives it to the C compiler: printed with 9
+ * digits and read back as a float (not rounded straight from double, which can
+ * differ in the last bit), so that both backends compute with the same numbers. */
+static LLVMValueRef cf32(L *l, double v) {
+    if (isinf(v) || isnan(v)) return LLVMConstReal(l->f32, v);
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.9g", v);
+    return LLVMConstReal(l->f32, (double)strtof(buf, NULL));
+}
+
+static LLVMValueRef add_fn(L *l, const char *name, LLVMTypeRef ty, bool internal) {
+    LLVMValueRef f = LLVMAddFunction(l->mod, name, ty);
+    if (internal) LLVMSetLinkage(f, LLVMInternalLinkage);
+    unsigned kind = LLVMGetEnumAttributeKindForName("nounwind", 8);
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(l->cx, kind, 0));
+    return f;
+}
+
+/* A private constant global holding init; returns the global. */
+static LLVMValueRef const_global(L *l, LLVMValueRef init, const char *name) {
+    LLVMValueRef g = LLVMAddGlobal(l->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, true);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    return g;
+}
+static LLVMValueRef as_pi8(L *l, LLVMValueRef g) { return LLVMConstBitCast(g, l->pi8); }
+
+static LLVMValueRef str_const(L *l, const char *s) {
+    if (!s) return LLVMConstNull(l->pi8);
+    LLVMValueRef init = LLVMConstStringInContext(l->cx, s, (unsigned)strlen(s), false);
+    return as_pi8(l, const_global(l, init, ".str"));
+}
+
+/* The entry block holds the allocas; the code starts in the block after it. */
+static void fn_begin(L *l, LLVMValueRef fn) {
+    l->fn = fn;
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(l->cx, fn, "entry");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(l->cx, fn, "start");
+    LLVMPositionBuilderAtEnd(l->ab, entry);
+    LLVMPositionBuilderAtEnd(l->b, start);
+}
+static void fn_end(L *l) {
+    LLVMBuildRetVoid(l->b);
+    LLVMBuildBr(l->ab, LLVMGetNextBasicBlock(LLVMGetEntryBasicBlock(l->fn)));
+}
+static LLVMValueRef alloca_of(L *l, LLVMTypeRef t, const char *name) { return LLVMBuildAlloca(l->ab, t, name); }
+
+/* for (iv = 0; iv < n; iv++): open returns the variable's value inside the body. */
+typedef struct Loop {
+    LLVMValueRef slot, iv;
+    LLVMBasicBlockRef head, exit;
+} Loop;
+static LLVMValueRef loop_open(L *l, Loop *lp, LLVMValueRef n, const char *name) {
+    lp->slot = alloca_of(l, l->i64, name);
+    LLVMBuildStore(l->b, ci64(l, 0), lp->slot);
+    lp->head = LLVMAppendBasicBlockInContext(l->cx, l->fn, name);
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(l->cx, l->fn, "body");
+    lp->exit = LLVMAppendBasicBlockInContext(l->cx, l->fn, "done");
+    LLVMBuildBr(l->b, lp->head);
+    LLVMPositionBuilderAtEnd(l->b, lp->head);
+    lp->iv = LLVMBuildLoad2(l->b, l->i64, lp->slot, name);
+    LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntSLT, lp->iv, n, ""), body, lp->exit);
+    LLVMPositionBuilderAtEnd(l->b, body);
+    return lp->iv;
+}
+static void loop_close(L *l, Loop *lp) {
+    LLVMBuildStore(l->b, LLVMBuildNSWAdd(l->b, lp->iv, ci64(l, 1), ""), lp->slot);
+    LLVMBuildBr(l->b, lp->head);
+    LLVMPositionBuilderAtEnd(l->b, lp->exit);
+}
+
+static LLVMValueRef dim_v(L *l, KirDim d) {
+    return d.batch ? LLVMBuildNSWMul(l->b, l->N, ci64(l, d.n), "") : ci64(l, d.n);
+}
+
+/* A field of *x (RtExec). */
+enum { X_BATCH, X_MODE, X_PARAMS, X_STATE, X_PREP, X_INPUTS, X_OUTPUTS, X_TARGETS, X_DOUTPUTS, X_GRADS,
+       X_ARENA, X_DROPOUT, X_SEED, X_STEP, X_MOMENTUM, X_NFIELDS };
+static LLVMValueRef exec_field(L *l, LLVMValueRef x, int f, LLVMTypeRef t) {
+    LLVMValueRef p = LLVMBuildStructGEP2(l->b, l->exec_ty, x, (unsigned)f, "");
+    return LLVMBuildLoad2(l->b, t, p, "");
+}
+
+/* ---- types, checked against the C declarations --------------------------------------------- */
+
+static LLVMTypeRef struct_ty(L *l, const char *name, LLVMTypeRef *f, unsigned n) {
+    LLVMTypeRef t = LLVMStructCreateNamed(l->cx, name);
+    LLVMStructSetBody(t, f, n, false);
+    return t;
+}
+
+static void check_layout(L *l, LLVMTypeRef t, const char *name, size_t size, const size_t *off, unsigned n) {
+    if (LLVMABISizeOfType(l->td, t) != size)
+        sup_bug("LLVM backend: %s is %llu bytes here, %zu in runtime/rt.h", name,
+                (unsigned long long)LLVMABISizeOfType(l->td, t), size);
+    for (unsigned i = 0; i < n; i++)
+        if (LLVMOffsetOfElement(l->td, t, i) != off[i])
+            sup_bug("LLVM backend: field %u of %s is at %llu here, %zu in runtime/rt.h", i, name,
+                    (unsigned long long)LLVMOffsetOfElement(l->td, t, i), off[i]);
+}
+
+static void build_types(L *l) {
+    LLVMContextRef c = l->cx;
+    l->v = LLVMVoidTypeInContext(c);
+    l->i1 = LLVMInt1TypeInContext(c), l->i8 = LLVMInt8TypeInContext(c);
+    l->i32 = LLVMInt32TypeInContext(c), l->i64 = LLVMInt64TypeInContext(c);
+    l->f32 = LLVMFloatTypeInContext(c), l->f64 = LLVMDoubleTypeInContext(c);
+    l->pi8 = LLVMPointerType(l->i8, 0), l->pf32 = LLVMPointerType(l->f32, 0);
+    LLVMTypeRef ppi8 = LLVMPointerType(l->pi8, 0);
+    LLVMTypeRef ex[X_NFIELDS] = {l->i64, l->i32, l->pi8, l->pi8, l->pi8, ppi8, ppi8, ppi8, ppi8, l->pi8,
+                                 l->pi8, l->i8, l->i64, l->i64, l->f64};
+    l->exec_ty = struct_ty(l, "RtExec", ex, X_NFIELDS);
+    l->pexec = LLVMPointerType(l->exec_ty, 0);
+    const size_t exo[] = {offsetof(RtExec, batch), offsetof(RtExec, mode), offsetof(RtExec, params),
+                          offsetof(RtExec, state), offsetof(RtExec, prep), offsetof(RtExec, inputs),
+                          offsetof(RtExec, outputs), offsetof(RtExec, targets), offsetof(RtExec, doutputs),
+                          offsetof(RtExec, grads), offsetof(RtExec, arena), offsetof(RtExec, dropout),
+                          offsetof(RtExec, dropout_seed), offsetof(RtExec, step), offsetof(RtExec, bn_momentum)};
+    check_layout(l, l->exec_ty, "RtExec", sizeof(RtExec), exo, X_NFIELDS);
+
+    LLVMTypeRef io[] = {l->pi8, l->i32, l->i32, l->pi8, l->pi8, l->i8, l->i8, l->i32, l->i32};
+    l->io_ty = struct_ty(l, "RtModelIo", io, 9);
+    const size_t ioo[] = {offsetof(RtModelIo, name), offsetof(RtModelIo, frames), offsetof(RtModelIo, features),
+                          offsetof(RtModelIo, partner), offsetof(RtModelIo, sign), offsetof(RtModelIo, is_class),
+                          offsetof(RtModelIo, invariant), offsetof(RtModelIo, joints), offsetof(RtModelIo, coords)};
+    check_layout(l, l->io_ty, "RtModelIo", sizeof(RtModelIo), ioo, 9);
+
+    LLVMTypeRef pa[] = {l->pi8, l->i64, l->i64, l->i32, LLVMArrayType(l->i64, 2)};
+    l->param_ty = struct_ty(l, "RtModelParam", pa, 5);
+    const size_t pao[] = {offsetof(RtModelParam, name), offsetof(RtModelParam, offset), offsetof(RtModelParam, count),
+                          offsetof(RtModelParam, ndim), offsetof(RtModelParam, shape)};
+    check_layout(l, l->param_ty, "RtModelParam", sizeof(RtModelParam), pao, 5);
+
+    LLVMTypeRef de[] = {l->pi8, l->i32, LLVMArrayType(l->i64, 3), l->i64, l->i64};
+    l->dense_ty = struct_ty(l, "RtModelDense", de, 5);
+    const size_t deo[] = {offsetof(RtModelDense, name), offsetof(RtModelDense, ndim), offsetof(RtModelDense, shape),
+                          offsetof(RtModelDense, offset), offsetof(RtModelDense, count)};
+    check_layout(l, l->dense_ty, "RtModelDense", sizeof(RtModelDense), deo, 5);
+
+    LLVMTypeRef tr[] = {l->pi8, l->i32, l->pi8, l->f64, l->f64, l->f64, l->f64, l->f64, l->f64, l->f64,
+                        l->i32, l->i32, l->f64};
+    l->train_ty = struct_ty(l, "RtModelTrain", tr, 13);
+    const size_t tro[] = {offsetof(RtModelTrain, loss), offsetof(RtModelTrain, loss_output),
+                          offsetof(RtModelTrain, optimizer), offsetof(RtModelTrain, lr),
+                          offsetof(RtModelTrain, beta1), offsetof(RtModelTrain, beta2),
+                          offsetof(RtModelTrain, momentum), offsetof(RtModelTrain, decay),
+                          offsetof(RtModelTrain, weight_decay), offsetof(RtModelTrain, clip),
+                          offsetof(RtModelTrain, batch), offsetof(RtModelTrain, epochs),
+                          offsetof(RtModelTrain, mirror)};
+    check_layout(l, l->train_ty, "RtModelTrain", sizeof(RtModelTrain), tro, 13);
+
+    LLVMTypeRef mo[] = {l->i32, l->pi8, l->pi8, l->pi8, l->i32, l->i32, l->pi8, l->pi8, l->i32,
+                        l->pi8, l->i64, l->i32, l->pi8, l->i64, l->i64, l->i64, l->i64, l->train_ty,
+                        l->pi8, l->pi8, l->pi8, l->pi8, l->i32, l->pi8, l->i64, l->pi8, l->pi8};
+    l->model_ty = struct_ty(l, "RtModel", mo, 27);
+    const size_t moo[] = {offsetof(RtModel, abi), offsetof(RtModel, name), offsetof(RtModel, fingerprint),
+                          offsetof(RtModel, options), offsetof(RtModel, ninputs), offsetof(RtModel, noutputs),
+                          offsetof(RtModel, inputs), offsetof(RtModel, outputs), offsetof(RtModel, nparams),
+                          offsetof(RtModel, params), offsetof(RtModel, params_size), offsetof(RtModel, nstate),
+                          offsetof(RtModel, state), offsetof(RtModel, state_size), offsetof(RtModel, prep_size),
+                          offsetof(RtModel, arena_per_sample), offsetof(RtModel, arena_fixed),
+                          offsetof(RtModel, train), offsetof(RtModel, init), offsetof(RtModel, prepare),
+                          offsetof(RtModel, forward), offsetof(RtModel, backward), offsetof(RtModel, ndense),
+                          offsetof(RtModel, dense), offsetof(RtModel, dense_size), offsetof(RtModel, densify),
+                          offsetof(RtModel, graph_json)};
+    check_layout(l, l->model_ty, "RtModel", sizeof(RtModel), moo, 27);
+
+    LLVMTypeRef kp[] = {l->pi8, l->pexec};
+    l->kfn_ty = LLVMFunctionType(l->v, kp, 2, false);
+    LLVMTypeRef sg[] = {l->i32, l->i32, l->i32, l->i32, l->i32, l->i32, l->f32, l->pf32, l->i32,
+                        l->pf32, l->i32, l->f32, l->pf32, l->i32};
+    l->sgemm_ty = LLVMFunctionType(l->v, sg, 14, false);
+    l->sgemm = add_fn(l, "cblas_sgemm", l->sgemm_ty, false);
+    LLVMTypeRef u3[] = {l->i64, l->i64, l->i64};
+    l->unif_ty = LLVMFunctionType(l->f64, u3, 3, false);
+    l->unif = add_fn(l, "rt_rng_uniform", l->unif_ty, false);
+    l->normal_ty = l->unif_ty;
+    l->normal = add_fn(l, "rt_rng_normal", l->normal_ty, false);
+    LLVMTypeRef m1[] = {l->f32};
+    l->math_ty = LLVMFunctionType(l->f32, m1, 1, false);
+}
+
+/* ---- expressions ---------------------------------------------------------------------------- */
+
+static LLVMValueRef tab_global(L *l, int t) {
+    if (l->tabs[t]) return l->tabs[t];
+    const KirTab *x = &l->k->tabs[t];
+    int n = x->n > 0 ? x->n : 1;
+    LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        v[i] = x->n == 0 ? (x->is_float ? cf32(l, 0) : ci32(l, 0)) : x->is_float ? cf32(l, x->f[i]) : ci32(l, x->i[i]);
+    char name[32];
+    snprintf(name, sizeof name, "t%d", t);
+    l->tabs[t] = const_global(l, LLVMConstArray(x->is_float ? l->f32 : l->i32, v, (unsigned)n), name);
+    sup_free(v);
+    return l->tabs[t];
+}
+
+/* table t at variable var: an int32 (sign-extended to i64) or a float */
+static LLVMValueRef tab_at(L *l, int t, int var) {
+    const KirTab *x = &l->k->tabs[t];
+    LLVMValueRef g = tab_global(l, t);
+    LLVMValueRef ix[2] = {ci64(l, 0), l->var[var]};
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(x->is_float ? l->f32 : l->i32, (unsigned)(x->n > 0 ? x->n : 1)),
+                                           g, ix, 2, "");
+    if (x->is_float) return LLVMBuildLoad2(l->b, l->f32, p, "");
+    return LLVMBuildSExt(l->b, LLVMBuildLoad2(l->b, l->i32, p, ""), l->i64, "");
+}
+
+static LLVMValueRef affine_v(L *l, long off, const long *coef) {
+    LLVMValueRef s = ci64(l, off);
+    for (int v = 0; v < KIR_NVARS; v++)
+        if (coef[v]) s = LLVMBuildNSWAdd(l->b, s, coef[v] == 1 ? l->var[v] : LLVMBuildNSWMul(l->b, l->var[v], ci64(l, coef[v]), ""), "");
+    return s;
+}
+static LLVMValueRef index_v(L *l, const KirIndex *x) {
+    LLVMValueRef s = affine_v(l, x->off, x->coef);
+    for (int t = 0; t < x->ntab; t++) {
+        LLVMValueRef g = tab_at(l, x->tab[t].tab, x->tab[t].var);
+        if (x->tab[t].coef != 1) g = LLVMBuildNSWMul(l->b, g, ci64(l, x->tab[t].coef), "");
+        s = LLVMBuildNSWAdd(l->b, s, g, "");
+    }
+    return s;
+}
+static LLVMValueRef elem_ptr(L *l, int buf, LLVMValueRef ix) {
+    return LLVMBuildInBoundsGEP2(l->b, l->f32, l->buf[buf], &ix, 1, "");
+}
+static LLVMValueRef with_scope(L *l, int buf, LLVMValueRef inst) {
+    if (l->scope && l->scope[buf]) {
+        LLVMSetMetadata(inst, l->md_scope, l->scope[buf]);
+        if (l->noalias[buf]) LLVMSetMetadata(inst, l->md_noalias, l->noalias[buf]);
+    }
+    return inst;
+}
+static LLVMValueRef load_at(L *l, int buf, LLVMValueRef ix) {
+    return with_scope(l, buf, LLVMBuildLoad2(l->b, l->f32, elem_ptr(l, buf, ix), ""));
+}
+static void store_at(L *l, int buf, LLVMValueRef ix, LLVMValueRef v) {
+    with_scope(l, buf, LLVMBuildStore(l->b, v, elem_ptr(l, buf, ix)));
+}
+
+static LLVMValueRef call_math(L *l, const char *name, LLVMValueRef a) {
+    LLVMValueRef f = LLVMGetNamedFunction(l->mod, name);
+    if (!f) {
+        f = add_fn(l, name, l->math_ty, false);
+        unsigned kind = LLVMGetEnumAttributeKindForName("willreturn", 10);
+        LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(l->cx, kind, 0));
+    }
+    return LLVMBuildCall2(l->b, l->math_ty, f, &a, 1, "");
+}
+/* An overloaded intrinsic on type t (llvm.sqrt.f32, llvm.maxnum.f64, ...). */
+static LLVMValueRef call_intr(L *l, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    if (!id) sup_bug("LLVM backend: no intrinsic %s", name);
+    LLVMTypeRef tys[1] = {t};
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(l->mod, id, tys, 1);
+    return LLVMBuildCall2(l->b, LLVMIntrinsicGetType(l->cx, id, tys, 1), f, args, n, "");
+}
+
+static LLVMRealPredicate cmp_pred(KirEop op) {
+    switch (op) {
+    case KIR_E_LT: return LLVMRealOLT;
+    case KIR_E_LE: return LLVMRealOLE;
+    case KIR_E_GT: return LLVMRealOGT;
+    case KIR_E_GE: return LLVMRealOGE;
+    default: return LLVMRealPredicateFalse;
+    }
+}
+
+static LLVMValueRef expr_v(L *l, const KirExpr *x);
+
+static LLVMValueRef bool_v(L *l, const KirExpr *c) {
+    if (cmp_pred(c->op) != LLVMRealPredicateFalse)
+        return LLVMBuildFCmp(l->b, cmp_pred(c->op), expr_v(l, c->a[0]), expr_v(l, c->a[1]), "");
+    return LLVMBuildFCmp(l->b, LLVMRealUNE, expr_v(l, c), cf32(l, 0), ""); /* C's != 0 */
+}
+
+static LLVMValueRef expr_v(L *l, const KirExpr *x) {
+    LLVMBuilderRef b = l->b;
+    switch (x->op) {
+    case KIR_E_CONST: return cf32(l, x->value);
+    case KIR_E_LOAD: {
+        LLVMValueRef ix = index_v(l, &x->idx);
+        if (!x->idx.guard) return load_at(l, x->idx.buf, ix);
+        /* zero padding without a branch: outside the guard read element 0 (always
+         * there) and throw it away, so that the loop stays one basic block */
+        LLVMValueRef g = affine_v(l, x->idx.goff, x->idx.gcoef);
+        LLVMValueRef in = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, g, ci64(l, 0), ""),
+                                       LLVMBuildICmp(b, LLVMIntSLT, g, ci64(l, x->idx.glimit), ""), "");
+        LLVMValueRef v = load_at(l, x->idx.buf, LLVMBuildSelect(b, in, ix, ci64(l, 0), ""));
+        return LLVMBuildSelect(b, in, v, cf32(l, 0), "");
+    }
+    case KIR_E_TAB: return tab_at(l, x->tab, x->var);
+    case KIR_E_BATCH: return LLVMBuildSIToFP(b, l->N, l->f32, "");
+    case KIR_E_MOMENTUM: {
+        LLVMValueRef mom = exec_field(l, l->exec, X_MOMENTUM, l->f64);
+        LLVMValueRef has = LLVMBuildFCmp(b, LLVMRealOGE, mom, LLVMConstReal(l->f64, 0), "");
+        return LLVMBuildSelect(b, has, LLVMBuildFPTrunc(b, mom, l->f32, ""), cf32(l, x->value), "");
+    }
+    case KIR_E_DROPMASK: {
+        LLVMValueRef a[4] = {l->exec, LLVMConstInt(l->i64, x->stream, false), index_v(l, &x->idx),
+                             LLVMConstReal(l->f64, x->value)};
+        return LLVMBuildCall2(b, l->dropmask_ty, l->dropmask, a, 4, "");
+    }
+    case KIR_E_SUM:
+    case KIR_E_RMAX:
+        for (int i = 0; i < l->nred; i++)
+            if (l->red[i] == x) return l->redv[i];
+        sup_bug("LLVM backend: a reduction was not hoisted");
+    case KIR_E_NEG: return LLVMBuildFNeg(b, expr_v(l, x->a[0]), "");
+    case KIR_E_ABS: {
+        LLVMValueRef a = expr_v(l, x->a[0]);
+        return call_intr(l, "llvm.fabs", l->f32, &a, 1);
+    }
+    case KIR_E_SQRT: {
+        LLVMValueRef a = expr_v(l, x->a[0]);
+        return call_intr(l, "llvm.sqrt", l->f32, &a, 1);
+    }
+    case KIR_E_EXP: return call_math(l, "expf", expr_v(l, x->a[0]));
+    case KIR_E_EXPM1: return call_math(l, "expm1f", expr_v(l, x->a[0]));
+    case KIR_E_LOG: return call_math(l, "logf", expr_v(l, x->a[0]));
+    case KIR_E_TANH: return call_math(l, "tanhf", expr_v(l, x->a[0]));
+    case KIR_E_ERF: return call_math(l, "erff", expr_v(l, x->a[0]));
+    case KIR_E_SIGMOID: { /* 1 / (1 + exp(-v)), as the C backend's helper */
+        LLVMValueRef e = call_math(l, "expf", LLVMBuildFNeg(b, expr_v(l, x->a[0]), ""));
+        return LLVMBuildFDiv(b, cf32(l, 1), LLVMBuildFAdd(b, cf32(l, 1), e, ""), "");
+    }
+    case KIR_E_ADD: return LLVMBuildFAdd(b, expr_v(l, x->a[0]), expr_v(l, x->a[1]), "");
+    case KIR_E_SUB: return LLVMBuildFSub(b, expr_v(l, x->a[0]), expr_v(l, x->a[1]), "");
+    case KIR_E_MUL: return LLVMBuildFMul(b, expr_v(l, x->a[0]), expr_v(l, x->a[1]), "");
+    case KIR_E_DIV: return LLVMBuildFDiv(b, expr_v(l, x->a[0]), expr_v(l, x->a[1]), "");
+    case KIR_E_MIN:
+    case KIR_E_MAX: { /* fminf / fmaxf: the non-NaN operand wins, as minnum / maxnum */
+        LLVMValueRef a[2] = {expr_v(l, x->a[0]), expr_v(l, x->a[1])};
+        return call_intr(l, x->op == KIR_E_MIN ? "llvm.minnum" : "llvm.maxnum", l->f32, a, 2);
+    }
+    case KIR_E_LT:
+    case KIR_E_LE:
+    case KIR_E_GT:
+    case KIR_E_GE: return LLVMBuildSelect(b, bool_v(l, x), cf32(l, 1), cf32(l, 0), "");
+    case KIR_E_SELECT: {
+        LLVMValueRef c = bool_v(l, x->a[0]);
+        LLVMValueRef t = expr_v(l, x->a[1]), f = expr_v(l, x->a[2]);
+        return LLVMBuildSelect(b, c, t, f, "");
+    }
+    default: sup_bug("LLVM backend: expression op %d", (int)x->op);
+    }
+}
+
+static void find_reds(L *l, const KirExpr *x) {
+    if (x->op == KIR_E_SUM || x->op == KIR_E_RMAX) {
+        for (int i = 0; i < l->nred; i++)
+            if (l->red[i] == x) return;
+        if (l->nred == (int)(sizeof l->red / sizeof l->red[0])) sup_bug("LLVM backend: too many reductions in one store");
+        l->red[l->nred++] = x;
+        return;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) find_reds(l, x->a[i]);
+}
+
+/* ---- steps ------------------------------------------------------------------------------------ */
+
+static LLVMValueRef mat_v(L *l, const KirMat *m, LLVMValueRef q) {
+    LLVMValueRef off = ci64(l, m->off);
+    if (q && m->stride) off = LLVMBuildNSWAdd(l->b, off, LLVMBuildNSWMul(l->b, q, ci64(l, m->stride), ""), "");
+    return elem_ptr(l, m->buf, off);
+}
+
+static LLVMValueRef i32_of(L *l, LLVMValueRef v) { return LLVMBuildTrunc(l->b, v, l->i32, ""); }
+
+static void gemm_v(L *l, const KirGemm *g) {
+    Loop q = {0};
+    LLVMValueRef qv = NULL;
+    if (g->count.n > 0) qv = loop_open(l, &q, dim_v(l, g->count), "q");
+    LLVMValueRef a[14] = {
+        ci32(l, CBLAS_ROW_MAJOR), ci32(l, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS), ci32(l, g->tb ? CBLAS_TRANS : CBLAS_NO_TRANS),
+        i32_of(l, dim_v(l, g->m)), i32_of(l, dim_v(l, g->n)), i32_of(l, dim_v(l, g->k)), cf32(l, g->alpha),
+        mat_v(l, &g->a, qv), ci32(l, g->a.ld), mat_v(l, &g->b, qv), ci32(l, g->b.ld), cf32(l, g->beta),
+        mat_v(l, &g->c, qv), ci32(l, g->c.ld)};
+    LLVMBuildCall2(l->b, l->sgemm_ty, l->sgemm, a, 14, "");
+    if (qv) loop_close(l, &q);
+}
+
+static void mark(bool *used, const KirExpr *x);
+
+/* One alias-scope domain for the step's buffers (see the head of the file). */
+static void scopes_open(L *l, const KirLoop *lp) {
+    int nb = l->k->nbufs;
+    bool *used = sup_malloc(sizeof(bool) * (size_t)(nb + 1));
+    memset(used, 0, sizeof(bool) * (size_t)(nb + 1));
+    for (int j = 0; j < lp->nst; j++) {
+        used[lp->st[j].idx.buf] = true;
+        mark(used, lp->st[j].e);
+    }
+    char name[64];
+    snprintf(name, sizeof name, "chiralc.step%d", l->ndomains++);
+    LLVMMetadataRef dn = LLVMMDStringInContext2(l->cx, name, strlen(name));
+    LLVMMetadataRef domain = LLVMMDNodeInContext2(l->cx, &dn, 1);
+    LLVMMetadataRef *sc = sup_malloc(sizeof(LLVMMetadataRef) * (size_t)(nb + 1));
+    int n = 0;
+    for (int b = 0; b < nb; b++) {
+        l->scope[b] = l->noalias[b] = NULL;
+        if (!used[b]) continue;
+        char sn[96];
+        snprintf(sn, sizeof sn, "%s.b%d", name, b);
+        LLVMMetadataRef ops[2] = {LLVMMDStringInContext2(l->cx, sn, strlen(sn)), domain};
+        sc[n] = LLVMMDNodeInContext2(l->cx, ops, 2);
+        l->scope[b] = LLVMMetadataAsValue(l->cx, LLVMMDNodeInContext2(l->cx, &sc[n], 1));
+        n++;
+    }
+    LLVMMetadataRef *others = sup_malloc(sizeof(LLVMMetadataRef) * (size_t)(n + 1));
+    for (int b = 0, i = 0; b < nb; b++) {
+        if (!used[b]) continue;
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            if (j != i) others[m++] = sc[j];
+        if (m) l->noalias[b] = LLVMMetadataAsValue(l->cx, LLVMMDNodeInContext2(l->cx, others, (size_t)m));
+        i++;
+    }
+    sup_free(others), sup_free(sc), sup_free(used);
+}
+static void scopes_close(L *l) {
+    for (int b = 0; b < l->k->nbufs; b++) l->scope[b] = l->noalias[b] = NULL;
+}
+
+static void loop_v(L *l, const KirLoop *lp) {
+    static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
+    scopes_open(l, lp);
+    Loop lo[KIR_MAX_DIMS];
+    for (int d = 0; d < lp->ndims; d++) l->var[d] = loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
+    for (int j = 0; j < lp->nst; j++) {
+        const KirStore *st = &lp->st[j];
+        l->nred = 0;
+        find_reds(l, st->e);
+        int nred = l->nred;
+        for (int r = 0; r < nred; r++) {
+            const KirExpr *x = l->red[r];
+            bool sum = x->op == KIR_E_SUM;
+            LLVMValueRef acc = alloca_of(l, l->f64, "red");
+            LLVMBuildStore(l->b, LLVMConstReal(l->f64, sum ? 0.0 : -INFINITY), acc);
+            Loop rl;
+            l->var[KIR_RVAR] = loop_open(l, &rl, dim_v(l, lp->red), "r");
+            l->nred = 0; /* the body holds no reductions */
+            LLVMValueRef v = LLVMBuildFPExt(l->b, expr_v(l, x->a[0]), l->f64, "");
+            LLVMValueRef old = LLVMBuildLoad2(l->b, l->f64, acc, "");
+            LLVMValueRef args[2] = {old, v};
+            LLVMBuildStore(l->b, sum ? LLVMBuildFAdd(l->b, old, v, "") : call_intr(l, "llvm.maxnum", l->f64, args, 2), acc);
+            loop_close(l, &rl);
+            l->nred = nred;
+            l->redv[r] = LLVMBuildFPTrunc(l->b, LLVMBuildLoad2(l->b, l->f64, acc, ""), l->f32, "");
+        }
+        LLVMValueRef v = expr_v(l, st->e);
+        store_at(l, st->idx.buf, index_v(l, &st->idx), v);
+    }
+    for (int d = lp->ndims - 1; d >= 0; d--) loop_close(l, &lo[d]);
+    scopes_close(l);
+}
+
+static void steps_v(L *l, const KirFunc *fn) {
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStep *s = &fn->steps[i];
+        if (s->kind == KIR_STEP_GEMM) gemm_v(l, &s->g);
+        else loop_v(l, &s->l);
+    }
+}
+
+/* ---- functions -------------------------------------------------------------------------------- */
+
+static void mark(bool *used, const KirExpr *x) {
+    if (x->op == KIR_E_LOAD) used[x->idx.buf] = true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark(used, x->a[i]);
+}
+
+/* Pointer arithmetic on a float * by an i64 element count. */
+static LLVMValueRef fptr_add(L *l, LLVMValueRef p, LLVMValueRef n) {
+    return LLVMBuildInBoundsGEP2(l->b, l->f32, p, &n, 1, "");
+}
+static LLVMValueRef io_ptr(L *l, int field, int io) {
+    LLVMValueRef arr = exec_field(l, l->exec, field, LLVMPointerType(l->pi8, 0));
+    LLVMValueRef ix = ci64(l, io);
+    LLVMValueRef p = LLVMBuildLoad2(l->b, l->pi8, LLVMBuildInBoundsGEP2(l->b, l->pi8, arr, &ix, 1, ""), "");
+    return LLVMBuildBitCast(l->b, p, l->pf32, "");
+}
+
+/* One kernel IR function as `void NAME(const RtModel *, RtExec *)`. */
+static LLVMValueRef function_v(L *l, KirFn f) {
+    const KirProgram *k = l->k;
+    const KirFunc *fn = &k->fn[f];
+    LLVMValueRef fv = add_fn(l, kir_fn_name[f], l->kfn_ty, true);
+    fn_begin(l, fv);
+    l->exec = LLVMGetParam(fv, 1);
+    l->N = exec_field(l, l->exec, X_BATCH, l->i64);
+    bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
+    memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStep *s = &fn->steps[i];
+        if (s->kind == KIR_STEP_GEMM) {
+            used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
+            continue;
+        }
+        for (int j = 0; j < s->l.nst; j++) {
+            used[s->l.st[j].idx.buf] = true;
+            mark(used, s->l.st[j].e);
+        }
+    }
+    LLVMValueRef arena = NULL;
+    for (int b = 0; b < k->nbufs; b++) {
+        l->buf[b] = NULL;
+        if (!used[b]) continue;
+        const KirBuf *x = &k->bufs[b];
+        LLVMValueRef p = NULL;
+        switch (x->kind) {
+        case KIR_BUF_PARAM: p = exec_field(l, l->exec, X_PARAMS, l->pi8); break;
+        case KIR_BUF_STATE: p = exec_field(l, l->exec, X_STATE, l->pi8); break;
+        case KIR_BUF_PREP: p = exec_field(l, l->exec, X_PREP, l->pi8); break;
+        case KIR_BUF_GRAD: p = exec_field(l, l->exec, X_GRADS, l->pi8); break;
+        case KIR_BUF_INPUT: p = io_ptr(l, X_INPUTS, x->io); break;
+        case KIR_BUF_OUTPUT: p = io_ptr(l, X_OUTPUTS, x->io); break;
+        case KIR_BUF_TARGET: p = io_ptr(l, X_TARGETS, x->io); break;
+        case KIR_BUF_DOUTPUT: p = io_ptr(l, X_DOUTPUTS, x->io); break;
+        case KIR_BUF_TEMP: {
+            if (!arena) arena = LLVMBuildBitCast(l->b, exec_field(l, l->exec, X_ARENA, l->pi8), l->pf32, "arena");
+            LLVMValueRef off = x->per_sample ? LLVMBuildNSWMul(l->b, ci64(l, x->offset), l->N, "")
+                                             : LLVMBuildNSWAdd(l->b, LLVMBuildNSWMul(l->b, ci64(l, k->arena_per_sample), l->N, ""),
+                                                               ci64(l, x->offset), "");
+            p = fptr_add(l, arena, off);
+            break;
+        }
+        default: sup_bug("LLVM backend: buffer kind %d", (int)x->kind);
+        }
+        l->buf[b] = LLVMTypeOf(p) == l->pf32 ? p : LLVMBuildBitCast(l->b, p, l->pf32, "");
+        LLVMSetValueName2(l->buf[b], x->name, strlen(x->name));
+    }
+    sup_free(used);
+    steps_v(l, fn);
+    fn_end(l);
+    return fv;
+}
+
+/* densify_fn(m, params, state, dense): reads params and state, writes dense; no batch. */
+static LLVMValueRef densify_v(L *l) {
+    const KirProgram *k = l->k;
+    LLVMTypeRef pt[] = {l->pi8, l->pf32, l->pf32, l->pf32};
+    LLVMValueRef fv = add_fn(l, "densify_fn", LLVMFunctionType(l->v, pt, 4, false), true);
+    fn_begin(l, fv);
+    l->exec = NULL;
+    l->N = ci64(l, 0);
+    for (int b = 0; b < k->nbufs; b++) {
+        KirBufKind kd = k->bufs[b].kind;
+        l->buf[b] = kd == KIR_BUF_PARAM ? LLVMGetParam(fv, 1) : kd == KIR_BUF_STATE ? LLVMGetParam(fv, 2)
+                    : kd == KIR_BUF_DENSE                   ? LLVMGetParam(fv, 3)
+                                                            : NULL;
+    }
+    steps_v(l, &k->fn[KIR_FN_DENSIFY]);
+    fn_end(l);
+    return fv;
+}
+
+/* dropmask(x, stream, k, p): inverted dropout, the C backend's helper. */
+static void dropmask_v(L *l) {
+    LLVMTypeRef pt[] = {l->pexec, l->i64, l->i64, l->f64};
+    l->dropmask_ty = LLVMFunctionType(l->f32, pt, 4, false);
+    l->dropmask = add_fn(l, "dropmask", l->dropmask_ty, true);
+    LLVMValueRef f = l->dropmask, x = LLVMGetParam(f, 0), p = LLVMGetParam(f, 3);
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(l->cx, f, "entry");
+    LLVMBasicBlockRef off = LLVMAppendBasicBlockInContext(l->cx, f, "off");
+    LLVMBasicBlockRef on = LLVMAppendBasicBlockInContext(l->cx, f, "on");
+    LLVMBasicBlockRef all = LLVMAppendBasicBlockInContext(l->cx, f, "all");
+    LLVMBasicBlockRef draw = LLVMAppendBasicBlockInContext(l->cx, f, "draw");
+    LLVMPositionBuilderAtEnd(l->b, entry);
+    LLVMValueRef d = exec_field(l, x, X_DROPOUT, l->i8);
+    LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntNE, d, LLVMConstInt(l->i8, 0, false), ""), on, off);
+    LLVMPositionBuilderAtEnd(l->b, off);
+    LLVMBuildRet(l->b, cf32(l, 1));
+    LLVMPositionBuilderAtEnd(l->b, on);
+    LLVMBuildCondBr(l->b, LLVMBuildFCmp(l->b, LLVMRealOGE, p, LLVMConstReal(l->f64, 1), ""), all, draw);
+    LLVMPositionBuilderAtEnd(l->b, all);
+    LLVMBuildRet(l->b, cf32(l, 0));
+    LLVMPositionBuilderAtEnd(l->b, draw);
+    LLVMValueRef seed = exec_field(l, x, X_SEED, l->i64), step = exec_field(l, x, X_STEP, l->i64);
+    LLVMValueRef a[3] = {seed, LLVMBuildOr(l->b, LLVMBuildShl(l->b, step, ci64(l, 32), ""), LLVMGetParam(f, 1), ""),
+                         LLVMGetParam(f, 2)};
+    LLVMValueRef u = LLVMBuildCall2(l->b, l->unif_ty, l->unif, a, 3, "u");
+    LLVMValueRef scale = LLVMBuildFPTrunc(l->b, LLVMBuildFDiv(l->b, LLVMConstReal(l->f64, 1),
+                                                               LLVMBuildFSub(l->b, LLVMConstReal(l->f64, 1), p, ""), ""),
+                                          l->f32, "");
+    LLVMBuildRet(l->b, LLVMBuildSelect(l->b, LLVMBuildFCmp(l->b, LLVMRealOGE, u, p, ""), scale, cf32(l, 0), ""));
+}
+
+/* ---- the descriptor ----------------------------------------------------------------------------- */
+
+/* The parameter table's names (the C backend's param_name). */
+static const char *param_name(Arena *a, const IrParamEntry *e) {
+    const IrNode *n = e->node;
+    const char *s = arena_printf(a, "%%%d %s%s%s.%s", n->id, ir_op_info[n->op].name, n->name ? " " : "",
+                                 n->name ? n->name : "", e->name);
+    if (n->op == IR_LSTM || n->op == IR_GRU) s = arena_printf(a, "%s.l%d.g%d", s, e->layer, e->gate);
+    if (n->op == IR_CONV1D && (e->name[0] == 'A' || e->name[0] == 'B')) s = arena_printf(a, "%s.tap%d", s, e->tap);
+    return s;
+}
+
+/* The initial standard deviation of an entry (the C backend's init_sd): N(0, 1/fan_in)
+ * for weight blocks, 0.1 for biases, 0 (a constant) otherwise. */
+static double init_sd(const IrParamEntry *x) {
+    const IrNode *n = x->node;
+    const char *nm = x->name;
+    if (x->cols > 1 || nm[0] == 'A' || nm[0] == 'B' || nm[0] == 'W') {
+        double fan_in = n->op == IR_LSTM || n->op == IR_GRU ? (nm[1] == 'x' ? n->in[0]->shape.feat : n->shape.feat)
+                                                            : (double)(n->op == IR_CONV1D ? n->a.kernel : 1) * n->in[0]->shape.feat;
+        return 1.0 / sqrt(fan_in > 0 ? fan_in : 1.0);
+    }
+    return strncmp(nm, "bias", 4) == 0 ? 0.1 : 0.0;
+}
+
+static LLVMValueRef i32_array(L *l, const int *v, int n, const char *name) {
+    LLVMValueRef *c = sup_malloc(sizeof(LLVMValueRef) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) c[i] = ci32(l, v[i]);
+    LLVMValueRef g = const_global(l, LLVMConstArray(l->i32, c, (unsigned)n), name);
+    sup_free(c);
+    return g;
+}
+
+/* init(m, params, state, seed): every entry drawn or constant, then the weights that
+ * sharing = paper holds at zero. */
+static LLVMValueRef init_v(L *l) {
+    const CgModel *m = l->m;
+    const IrParams *w = m->layout;
+    LLVMTypeRef pt[] = {l->pi8, l->pf32, l->pf32, l->i64};
+    LLVMValueRef fv = add_fn(l, "init", LLVMFunctionType(l->v, pt, 4, false), true);
+    fn_begin(l, fv);
+    LLVMValueRef params = LLVMGetParam(fv, 1), state = LLVMGetParam(fv, 2), seed = LLVMGetParam(fv, 3);
+    for (int i = 0; i < w->nentries; i++) {
+        const IrParamEntry *x = &w->entries[i];
+        long count = (long)x->rows * x->cols;
+        if (count == 0) continue;
+        double sd = init_sd(x);
+        float cst = strcmp(x->name, "gamma") == 0 || strcmp(x->name, "var") == 0 ? 1.0f : 0.0f;
+        LLVMValueRef d = fptr_add(l, m->entry_state[i] ? state : params, ci64(l, m->entry_offset[i]));
+        Loop lp;
+        LLVMValueRef j = loop_open(l, &lp, ci64(l, count), "j");
+        LLVMValueRef v;
+        if (sd > 0) {
+            LLVMValueRef a[3] = {seed, ci64(l, i), j};
+            LLVMValueRef z = LLVMBuildFPTrunc(l->b, LLVMBuildCall2(l->b, l->normal_ty, l->normal, a, 3, ""), l->f32, "");
+            v = LLVMBuildFMul(l->b, cf32(l, sd), z, "");
+        } else {
+            v = cf32(l, cst);
+        }
+        LLVMBuildStore(l->b, v, fptr_add(l, d, j));
+        loop_close(l, &lp);
+    }
+    for (int i = 0; i < w->nentries; i++) {
+        const IrParamEntry *x = &w->entries[i];
+        int *rows = sup_malloc(sizeof(int) * (size_t)(x->rows + x->cols + 1)), *cols = rows + x->rows;
+        int nr = 0, nc = 0;
+        for (int r = 0; r < x->rows; r++)
+            for (int c = 0; c < x->cols; c++)
+                if (ir_params_fixed_zero(w, x, r, c)) {
+                    rows[nr++] = r;
+                    break;
+                }
+        for (int c = 0; c < x->cols; c++)
+            for (int r = 0; r < x->rows; r++)
+                if (ir_params_fixed_zero(w, x, r, c)) {
+                    cols[nc++] = c;
+                    break;
+                }
+        if (nr && nc) { /* params[off + rows[a] * cols + cols[b]] = 0 */
+            LLVMValueRef gr = i32_array(l, rows, nr, "zero_rows"), gc = i32_array(l, cols, nc, "zero_cols");
+            Loop la, lb;
+            LLVMValueRef a = loop_open(l, &la, ci64(l, nr), "a");
+            LLVMValueRef ia[2] = {ci64(l, 0), a};
+            LLVMValueRef r = LLVMBuildSExt(l->b, LLVMBuildLoad2(l->b, l->i32, LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(l->i32, (unsigned)nr), gr, ia, 2, ""), ""), l->i64, "");
+            LLVMValueRef bb = loop_open(l, &lb, ci64(l, nc), "b");
+            LLVMValueRef ib[2] = {ci64(l, 0), bb};
+            LLVMValueRef c = LLVMBuildSExt(l->b, LLVMBuildLoad2(l->b, l->i32, LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(l->i32, (unsigned)nc), gc, ib, 2, ""), ""), l->i64, "");
+            LLVMValueRef ix = LLVMBuildNSWAdd(l->b, LLVMBuildNSWAdd(l->b, ci64(l, m->entry_offset[i]), LLVMBuildNSWMul(l->b, r, ci64(l, x->cols), ""), ""), c, "");
+            LLVMBuildStore(l->b, cf32(l, 0), fptr_add(l, params, ix));
+            loop_close(l, &lb);
+            loop_close(l, &la);
+        }
+        sup_free(rows);
+    }
+    fn_end(l);
+    return fv;
+}
+
+/* forward_fn / backward_fn: the function of x->mode. */
+static LLVMValueRef by_mode_v(L *l, const char *name, LLVMValueRef infer, LLVMValueRef train) {
+    LLVMValueRef fv = add_fn(l, name, l->kfn_ty, true);
+    fn_begin(l, fv);
+    LLVMValueRef x = LLVMGetParam(fv, 1);
+    LLVMBasicBlockRef t = LLVMAppendBasicBlockInContext(l->cx, fv, "train");
+    LLVMBasicBlockRef i = LLVMAppendBasicBlockInContext(l->cx, fv, "infer");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(l->cx, fv, "done");
+    LLVMValueRef mode = exec_field(l, x, X_MODE, l->i32);
+    LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntEQ, mode, ci32(l, RT_MODE_TRAINING), ""), t, i);
+    LLVMValueRef args[2] = {LLVMGetParam(fv, 0), x};
+    LLVMPositionBuilderAtEnd(l->b, t);
+    LLVMBuildCall2(l->b, l->kfn_ty, train, args, 2, "");
+    LLVMBuildBr(l->b, done);
+    LLVMPositionBuilderAtEnd(l->b, i);
+    LLVMBuildCall2(l->b, l->kfn_ty, infer, args, 2, "");
+    LLVMBuildBr(l->b, done);
+    LLVMPositionBuilderAtEnd(l->b, done);
+    fn_end(l);
+    return fv;
+}
+
+static LLVMValueRef table_ptr(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, const char *name) {
+    if (n == 0) { /* C's one-element placeholder: a zero entry, never read */
+        LLVMValueRef z = LLVMConstNull(ty);
+        return as_pi8(l, const_global(l, LLVMConstArray(ty, &z, 1), name));
+    }
+    return as_pi8(l, const_global(l, LLVMConstArray(ty, v, (unsigned)n), name));
+}
+
+static LLVMValueRef params_table_v(L *l, bool state, int *count) {
+    const IrParams *w = l->m->layout;
+    Arena *a = l->m->prog->arena;
+    LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)(w->nentries + 1));
+    int n = 0;
+    for (int i = 0; i < w->nentries; i++) {
+        if (l->m->entry_state[i] != state) continue;
+        const IrParamEntry *x = &w->entries[i];
+        LLVMValueRef shape[2] = {ci64(l, x->rows), ci64(l, x->cols == 1 ? 0 : x->cols)};
+        LLVMValueRef f[5] = {str_const(l, param_name(a, x)), ci64(l, l->m->entry_offset[i]), ci64(l, (long)x->rows * x->cols),
+                             ci32(l, x->cols == 1 ? 1 : 2), LLVMConstArray(l->i64, shape, 2)};
+        v[n++] = LLVMConstNamedStruct(l->param_ty, f, 5);
+    }
+    LLVMValueRef g = table_ptr(l, l->param_ty, v, n, state ? "state_table" : "params_table");
+    sup_free(v);
+    *count = n;
+    return g;
+}
+
+static LLVMValueRef io_table_v(L *l, const char *kind, IrDecl *const *decls, const int *frames, int n) {
+    LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) {
+        const IrDecl *d = decls[i];
+        LLVMValueRef partner = LLVMConstNull(l->pi8), sign = LLVMConstNull(l->pi8);
+        if (!d->invariant && d->chi.partner) {
+            LLVMValueRef *pv = sup_malloc(sizeof(LLVMValueRef) * (size_t)(d->feat + 1));
+            LLVMValueRef *sv = sup_malloc(sizeof(LLVMValueRef) * (size_t)(d->feat + 1));
+            for (int f = 0; f < d->feat; f++) pv[f] = ci32(l, d->chi.partner[f]), sv[f] = cf32(l, d->chi.sign[f]);
+            partner = as_pi8(l, const_global(l, LLVMConstArray(l->i32, pv, (unsigned)d->feat), "partner"));
+            sign = as_pi8(l, const_global(l, LLVMConstArray(l->f32, sv, (unsigned)d->feat), "sign"));
+            sup_free(pv), sup_free(sv);
+        }
+        LLVMValueRef f[9] = {str_const(l, d->name), ci32(l, frames[i]), ci32(l, d->feat), partner, sign,
+                             LLVMConstInt(l->i8, d->is_class, false), LLVMConstInt(l->i8, d->invariant, false),
+                             ci32(l, d->skeleton ? d->skeleton->njoints : 0), ci32(l, d->skeleton ? d->ncoords : 0)};
+        v[i] = LLVMConstNamedStruct(l->io_ty, f, 9);
+    }
+    LLVMValueRef g = table_ptr(l, l->io_ty, v, n, kind);
+    sup_free(v);
+    return g;
+}
+
+static LLVMValueRef dense_table_v(L *l) {
+    const CgExport *x = l->m->dense;
+    int n = x ? x->n : 0;
+    LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) {
+        const CgDense *d = &x->t[i];
+        LLVMValueRef shape[3] = {ci64(l, d->shape[0]), ci64(l, d->shape[1]), ci64(l, d->shape[2])};
+        LLVMValueRef f[5] = {str_const(l, d->name), ci32(l, d->ndim), LLVMConstArray(l->i64, shape, 3),
+                             ci64(l, d->offset), ci64(l, d->count)};
+        v[i] = LLVMConstNamedStruct(l->dense_ty, f, 5);
+    }
+    LLVMValueRef g = table_ptr(l, l->dense_ty, v, n, "dense_table");
+    sup_free(v);
+    return g;
+}
+
+static bool has_backward(const KirProgram *k) {
+    return k->fn[KIR_FN_BWD_INFER].nsteps > 0 || k->fn[KIR_FN_BWD_TRAIN].nsteps > 0;
+}
+
+static void module_v(L *l) {
+    const CgModel *m = l->m;
+    const KirProgram *k = l->k;
+    const IrProgram *p = m->prog;
+    dropmask_v(l);
+    LLVMValueRef fns[KIR_NUM_FNS] = {0};
+    for (int f = 0; f < KIR_NUM_FNS; f++) {
+        if (f == KIR_FN_DENSIFY) continue;
+        if (kir_fn_forward_of((KirFn)f) != (KirFn)f && !has_backward(k)) continue;
+        fns[f] = function_v(l, (KirFn)f);
+    }
+    LLVMValueRef densify = densify_v(l), init = init_v(l);
+    LLVMValueRef forward = by_mode_v(l, "forward_fn", fns[KIR_FN_INFER], fns[KIR_FN_TRAIN]);
+    LLVMValueRef backward = has_backward(k) ? by_mode_v(l, "backward_fn", fns[KIR_FN_BWD_INFER], fns[KIR_FN_BWD_TRAIN]) : NULL;
+
+    const IrChirality *c = &p->cfg;
+    const char *options = arena_printf(p->arena, "%s%s layout=%s activations=%s sharing=%s",
+                                       m->opts.no_fold ? "no-fold" : "fold", c->baseline ? " baseline" : "",
+                                       c->layout == IR_LAYOUT_JOINTS ? "joints" : "pairs",
+                                       c->activations == IR_ACTS_PAPER ? "paper" : "mixed",
+                                       c->sharing == IR_SHARING_FULL ? "full" : "paper");
+    const IrTrain *t = &p->train;
+    static const char *const losses[] = {"", "mse", "l1", "mpjpe", "cross_entropy"};
+    int lo = -1;
+    for (int i = 0; i < p->noutputs; i++)
+        if (t->loss_output == p->outputs[i]) lo = i;
+    LLVMValueRef tr[13] = {str_const(l, losses[t->loss]), ci32(l, lo), str_const(l, t->optimizer == IR_OPTIM_ADAM ? "adam" : "sgd"),
+                           LLVMConstReal(l->f64, t->lr), LLVMConstReal(l->f64, t->beta1), LLVMConstReal(l->f64, t->beta2),
+                           LLVMConstReal(l->f64, t->momentum), LLVMConstReal(l->f64, t->decay),
+                           LLVMConstReal(l->f64, t->weight_decay), LLVMConstReal(l->f64, t->clip), ci32(l, t->batch),
+                           ci32(l, t->epochs), LLVMConstReal(l->f64, t->mirror)};
+    int np = 0, ns = 0;
+    LLVMValueRef ptab = params_table_v(l, false, &np), stab = params_table_v(l, true, &ns);
+    const CgExport *x = m->dense;
+    LLVMValueRef f[27] = {
+        ci32(l, RT_MODEL_ABI), str_const(l, p->model), str_const(l, m->fingerprint), str_const(l, options),
+        ci32(l, p->ninputs), ci32(l, p->noutputs), io_table_v(l, "inputs", p->inputs, m->input_frames, p->ninputs),
+        io_table_v(l, "outputs", p->outputs, m->output_frames, p->noutputs), ci32(l, np), ptab,
+        ci64(l, m->params_size), ci32(l, ns), stab, ci64(l, m->state_size), ci64(l, m->prep_size),
+        ci64(l, k->arena_per_sample), ci64(l, k->arena_fixed), LLVMConstNamedStruct(l->train_ty, tr, 13),
+        as_pi8(l, init), as_pi8(l, fns[KIR_FN_PREPARE]), as_pi8(l, forward),
+        backward ? as_pi8(l, backward) : LLVMConstNull(l->pi8), ci32(l, x ? x->n : 0), dense_table_v(l),
+        ci64(l, x ? x->size : 0), as_pi8(l, densify), str_const(l, x ? x->graph_json : "{}")};
+    LLVMValueRef model = const_global(l, LLVMConstNamedStruct(l->model_ty, f, 27), "model");
+    LLVMSetUnnamedAddress(model, LLVMNoUnnamedAddr); /* its address is the model's identity */
+
+    LLVMValueRef get = add_fn(l, "rt_model_get", LLVMFunctionType(l->pi8, NULL, 0, false), false);
+    LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(l->cx, get, "entry");
+    LLVMPositionBuilderAtEnd(l->b, bb);
+    LLVMBuildRet(l->b, as_pi8(l, model));
+}
+
+/* ---- build, verify, optimise, write --------------------------------------------------------------- */
+
+/* The module for the host; false (with *why) when LLVM cannot target it. */
+static bool module_new(L *l, const CgModel *m, int opt, const char **why) {
+    memset(l, 0, sizeof *l);
+    l->m = m, l->k = m->k;
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+    LLVMTargetRef target;
+    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+        *why = arena_printf(m->prog->arena, "LLVM has no target for %s: %s", triple, err ? err : "?");
+        LLVMDisposeMessage(err);
+        LLVMDisposeMessage(triple);
+        return false;
+    }
+    char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    static const LLVMCodeGenOptLevel level[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
+                                                LLVMCodeGenLevelAggressive};
+    /* position-independent: the object goes into PIE programs and the tests' shared objects */
+    l->tm = LLVMCreateTargetMachine(target, triple, cpu, feat, level[opt < 0 ? 0 : opt > 3 ? 3 : opt], LLVMRelocPIC,
+                                    LLVMCodeModelDefault);
+    l->cx = LLVMContextCreate();
+    l->mod = LLVMModuleCreateWithNameInContext(m->prog->model, l->cx);
+    const char *src = m->prog->file ? m->prog->file->name : m->prog->model;
+    LLVMSetSourceFileName(l->mod, src, strlen(src));
+    LLVMSetTarget(l->mod, triple);
+    l->td = LLVMCreateTargetDataLayout(l->tm);
+    LLVMSetModuleDataLayout(l->mod, l->td);
+    LLVMDisposeMessage(cpu), LLVMDisposeMessage(feat), LLVMDisposeMessage(triple);
+    l->b = LLVMCreateBuilderInContext(l->cx);
+    l->ab = LLVMCreateBuilderInContext(l->cx);
+    l->buf = sup_malloc(sizeof(LLVMValueRef) * (size_t)(l->k->nbufs + 1));
+    l->tabs = sup_malloc(sizeof(LLVMValueRef) * (size_t)(l->k->ntabs + 1));
+    l->scope = sup_malloc(sizeof(LLVMValueRef) * (size_t)(l->k->nbufs + 1));
+    l->noalias = sup_malloc(sizeof(LLVMValueRef) * (size_t)(l->k->nbufs + 1));
+    memset(l->scope, 0, sizeof(LLVMValueRef) * (size_t)(l->k->nbufs + 1));
+    memset(l->noalias, 0, sizeof(LLVMValueRef) * (size_t)(l->k->nbufs + 1));
+    l->md_scope = LLVMGetMDKindIDInContext(l->cx, "alias.scope", 11);
+    l->md_noalias = LLVMGetMDKindIDInContext(l->cx, "noalias", 7);
+    memset(l->tabs, 0, sizeof(LLVMValueRef) * (size_t)(l->k->ntabs + 1));
+    build_types(l);
+    return true;
+}
+
+static void module_free(L *l) {
+    if (l->b) LLVMDisposeBuilder(l->b);
+    if (l->ab) LLVMDisposeBuilder(l->ab);
+    if (l->mod) LLVMDisposeModule(l->mod);
+    if (l->td) LLVMDisposeTargetData(l->td);
+    if (l->tm) LLVMDisposeTargetMachine(l->tm);
+    if (l->cx) LLVMContextDispose(l->cx);
+    sup_free(l->buf);
+    sup_free(l->tabs);
+    sup_free(l->scope);
+    sup_free(l->noalias);
+}
+
+/* Builds, verifies and optimises; false after reporting against path. */
+static bool module_build(L *l, const CgModel *m, const CgLlvmOptions *o, const char *path) {
+    const char *why = NULL;
+    int opt = o ? o->opt : 2;
+    if (!module_new(l, m, opt, &why)) {
+        diag_file_error(m->prog->diag, path, "%s", why);
+        return false;
+    }
+    module_v(l);
+    char *msg = NULL;
+    if (LLVMVerifyModule(l->mod, LLVMReturnStatusAction, &msg)) {
+        /* a bug of this backend, not of the model: say so, with LLVM's words */
+        diag_file_error(m->prog->diag, path, "internal error: the LLVM module does not verify: %s", msg ? msg : "?");
+        LLVMDisposeMessage(msg);
+        return false;
+    }
+    LLVMDisposeMessage(msg);
+    if (opt > 0) {
+        LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+        LLVMPassBuilderOptionsSetLoopVectorization(po, opt >= 2);
+        LLVMPassBuilderOptionsSetSLPVectorization(po, opt >= 2);
+        /* unrolling (full and partial) triples the code and the compile time of the
+         * many small loop kernels for no measurable gain: -O3 only */
+        LLVMPassBuilderOptionsSetLoopUnrolling(po, opt >= 3);
+        LLVMPassBuilderOptionsSetLoopInterleaving(po, opt >= 2);
+        char pipeline[32];
+        snprintf(pipeline, sizeof pipeline, "default<O%d>", opt > 3 ? 3 : opt);
+        LLVMErrorRef e = LLVMRunPasses(l->mod, pipeline, l->tm, po);
+        LLVMDisposePassBuilderOptions(po);
+        if (e) {
+            char *em = LLVMGetErrorMessage(e);
+            diag_file_error(m->prog->diag, path, "internal error: LLVM's %s pipeline failed: %s", pipeline, em);
+            LLVMDisposeErrorMessage(em);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A temporary name beside path (renamed into place by the caller). */
+static char *temp_beside(const CgModel *m, const char *path) {
+    char *tmp = arena_printf(m->prog->arena, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return NULL;
+    (void)fchmod(fd, 0644);
+    close(fd);
+    return tmp;
+}
+
+static bool commit(const CgModel *m, const char *tmp, const char *path) {
+    if (rename(tmp, path) != 0) {
+        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+        unlink(tmp);
+        return false;
+    }
+    return true;
+}
+
+bool cg_write_llvm_ir(const CgModel *m, const char *dir, const CgLlvmOptions *o, const char **path_out) {
+    const char *path = arena_printf(m->prog->arena, "%s/%s.ll", dir, m->prog->model);
+    L l;
+    bool ok = module_build(&l, m, o, path);
+    char *tmp = ok ? temp_beside(m, path) : NULL;
+    if (ok && !tmp) {
+        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+        ok = false;
+    }
+    if (ok) {
+        char *err = NULL;
+        if (LLVMPrintModuleToFile(l.mod, tmp, &err)) {
+            diag_file_error(m->prog->diag, path, "cannot write: %s", err ? err : "?");
+            unlink(tmp);
+            ok = false;
+        }
+        LLVMDisposeMessage(err);
+    }
+    module_free(&l);
+    if (ok) ok = commit(m, tmp, path);
+    if (ok && path_out) *path_out = path;
+    return ok;
+}
+
+bool cg_emit_llvm(FILE *out, const CgModel *m, const CgLlvmOptions *o) {
+    L l;
+    bool ok = module_build(&l, m, o, m->prog->model);
+    if (ok) {
+        char *s = LLVMPrintModuleToString(l.mod);
+        fputs(s, out);
+        LLVMDisposeMessage(s);
+    }
+    module_free(&l);
+    return ok;
+}
+
+bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOptions *o) {
+    L l;
+    bool ok = module_build(&l, m, o, path);
+    char *tmp = ok ? temp_beside(m, path) : NULL;
+    if (ok && !tmp) {
+        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+        ok = false;
+    }
+    if (ok) {
+        char *err = NULL;
+        if (LLVMTargetMachineEmitToFile(l.tm, l.mod, tmp, LLVMObjectFile, &err)) {
+            diag_file_error(m->prog->diag, path, "cannot write the object file: %s", err ? err : "?");
+            unlink(tmp);
+            ok = false;
+        }
+        LLVMDisposeMessage(err);
+    }
+    module_free(&l);
+    if (ok) ok = commit(m, tmp, path);
+    return ok;
+}
+
+#endif
