@@ -128,14 +128,12 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
         return 1;
     }
     /* the program's temporary name beside it, so that the rename stays on one file system */
-    char *tmp = arena_printf(ar, "%s.tmp.XXXXXX", o->output);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
+    char *tmp = sup_atomic_temp(ar, o->output);
+    if (!tmp) {
         diag_file_error(p->diag, o->output, "cannot write: %s", strerror(errno));
         remove_dir(ar, dir, p->model);
         return 1;
     }
-    close(fd);
     Argv a = {0};
     push(&a, env_or("CHIRALC_CC", CHIRALC_BUILD_CC));
     if (!llvm) {
@@ -171,7 +169,7 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
     }
     mode_t mask = umask(0);
     umask(mask);
-    if (chmod(tmp, 0777 & ~mask) != 0 || rename(tmp, o->output) != 0) {
+    if (chmod(tmp, 0777 & ~mask) != 0 || !sup_atomic_rename(tmp, o->output)) {
         diag_file_error(p->diag, o->output, "cannot write: %s", strerror(errno));
         unlink(tmp);
         remove_dir(ar, dir, p->model);

@@ -18,24 +18,13 @@
 static bool write_kir(const CgModel *m, const char *dir) {
     Arena *a = m->prog->arena;
     const char *path = arena_printf(a, "%s/%s.kir", dir, m->prog->model);
-    char *tmp = arena_printf(a, "%s/.%s.kir.XXXXXX", dir, m->prog->model);
-    int fd = mkstemp(tmp);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        if (fd >= 0) close(fd), unlink(tmp);
-        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
-        return false;
+    SupAtomic w;
+    if (sup_atomic_open(&w, a, path)) {
+        kir_print(w.f, m->k);
+        if (sup_atomic_commit(&w)) return true;
     }
-    (void)fchmod(fd, 0644);
-    kir_print(f, m->k);
-    bool ok = fflush(f) == 0 && !ferror(f);
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+    return false;
 }
 
 int cmd_emit(IrProgram *p, const EmitOpts *o) {

@@ -733,27 +733,14 @@ bool cg_write_c(const CgModel *m, const char *dir, const char **path_out) {
     const IrProgram *p = m->prog;
     Arena *a = p->arena;
     const char *path = arena_printf(a, "%s/%s.c", dir, p->model);
-    char *tmp = arena_printf(a, "%s/.%s.c.XXXXXX", dir, p->model);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
+    SupAtomic w;
+    if (!sup_atomic_open(&w, a, path)) {
         diag_file_error(p->diag, path, "cannot write: %s", strerror(errno));
         return false;
     }
-    (void)fchmod(fd, 0644); /* mkstemp's 0600 is for secrets, not sources */
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
+    cg_emit_c(w.f, m);
+    if (!sup_atomic_commit(&w)) {
         diag_file_error(p->diag, path, "cannot write: %s", strerror(errno));
-        return false;
-    }
-    cg_emit_c(f, m);
-    bool ok = fflush(f) == 0 && !ferror(f);
-    ok = fsync(fd) == 0 && ok;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        diag_file_error(p->diag, path, "cannot write: %s", strerror(errno));
-        unlink(tmp);
         return false;
     }
     if (path_out) *path_out = path;

@@ -1035,23 +1035,13 @@ static bool module_build(L *l, const CgModel *m, const CgLlvmOptions *o, const c
     return true;
 }
 
-/* A temporary name beside path (renamed into place by the caller). */
-static char *temp_beside(const CgModel *m, const char *path) {
-    char *tmp = arena_printf(m->prog->arena, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return NULL;
-    (void)fchmod(fd, 0644);
-    close(fd);
-    return tmp;
-}
+/* A temporary name beside path (renamed into place by commit). */
+static char *temp_beside(const CgModel *m, const char *path) { return sup_atomic_temp(m->prog->arena, path); }
 
 static bool commit(const CgModel *m, const char *tmp, const char *path) {
-    if (rename(tmp, path) != 0) {
-        diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
-        unlink(tmp);
-        return false;
-    }
-    return true;
+    if (sup_atomic_rename(tmp, path)) return true;
+    diag_file_error(m->prog->diag, path, "cannot write: %s", strerror(errno));
+    return false;
 }
 
 bool cg_write_llvm_ir(const CgModel *m, const char *dir, const CgLlvmOptions *o, const char **path_out) {

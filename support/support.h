@@ -74,4 +74,20 @@ void diag_file_error(Diag *d, const char *file, const char *fmt, ...) __attribut
 SrcFile *diag_read_file(Arena *a, Diag *d, const char *path);
 SrcFile *diag_string_file(Arena *a, const char *name, const char *text, size_t len);
 
+/* ---- atomic.c: files that appear whole or not at all ---------------------------- */
+
+/* Write through sup_atomic_open's FILE, then sup_atomic_commit: flushed, synced and
+ * renamed into place; on failure (false / NULL, errno set) the temporary file is gone. */
+typedef struct SupAtomic {
+    FILE *f;
+    char *tmp;
+    const char *path;
+} SupAtomic;
+FILE *sup_atomic_open(SupAtomic *w, Arena *a, const char *path);
+bool sup_atomic_commit(SupAtomic *w);
+/* For tools that write a file by name (a linker, LLVM): an empty temporary file beside
+ * path, to be filled and then moved into place with sup_atomic_rename. */
+char *sup_atomic_temp(Arena *a, const char *path);
+bool sup_atomic_rename(const char *tmp, const char *path);
+
 #endif
