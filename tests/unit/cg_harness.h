@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "codegen/codegen.h"
+#include "front.h"
 #include "runtime/rt.h"
 
 #ifndef CG_CC
@@ -64,30 +65,16 @@ static __attribute__((unused)) int cg_cleanup(void **state) {
 /* ---- the front half ------------------------------------------------------------------- */
 
 static __attribute__((unused)) IrProgram *front_text(const char *name, const char *text, IrOverride *ov, int nov, bool baseline) {
-    SrcFile *f = diag_string_file(arena, name, text, strlen(text));
-    AstProgram *ast = fe_parse(arena, &diag, f);
-    assert_non_null(ast);
-    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
-    assert_non_null(p);
+    IrProgram *p = front_elaborate(arena, &diag, name, text, ov, nov);
     p->cfg.baseline = baseline;
-    assert_true(pass_pipeline(p, NULL));
-    return p;
+    return front_passes(p);
 }
 
 static __attribute__((unused)) IrProgram *front_file(const char *rel, IrOverride *ov, int nov, bool baseline) {
-    const char *dir = src_dir();
-    if (!dir) return NULL;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    SrcFile *f = diag_read_file(arena, &diag, path);
-    assert_non_null(f);
-    AstProgram *ast = fe_parse(arena, &diag, f);
-    assert_non_null(ast);
-    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
-    assert_non_null(p);
+    IrProgram *p = front_elaborate(arena, &diag, rel, NULL, ov, nov);
+    if (!p) return NULL;
     p->cfg.baseline = baseline;
-    assert_true(pass_pipeline(p, NULL));
-    return p;
+    return front_passes(p);
 }
 
 /* ---- compile and load ------------------------------------------------------------------- */
@@ -170,21 +157,8 @@ static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
  * without a train block gets a loss on its first output (cross_entropy for a class
  * output, mse otherwise) so that autodiff has a graph to build. */
 static __attribute__((unused)) IrProgram *front_train(const char *rel, const char *text, IrOverride *ov, int nov) {
-    SrcFile *f;
-    if (text) {
-        f = diag_string_file(arena, rel, text, strlen(text));
-    } else {
-        const char *dir = src_dir();
-        if (!dir) return NULL;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, rel);
-        f = diag_read_file(arena, &diag, path);
-    }
-    assert_non_null(f);
-    AstProgram *ast = fe_parse(arena, &diag, f);
-    assert_non_null(ast);
-    IrProgram *p = ir_elaborate(arena, &diag, ast, ov, nov);
-    assert_non_null(p);
+    IrProgram *p = front_elaborate(arena, &diag, rel, text, ov, nov);
+    if (!p) return NULL;
     if (p->train.loss == IR_LOSS_NONE || !p->train.loss_output) {
         p->train.loss_output = p->outputs[0];
         p->train.loss = p->outputs[0]->is_class ? IR_LOSS_CROSS_ENTROPY : IR_LOSS_MSE;
