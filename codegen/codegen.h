@@ -250,6 +250,11 @@ void cg_params_from_ir(const CgModel *m, const IrParams *w, float *params, float
 /* A fingerprint of the typed graph's text form ("fnv1a64:..."). */
 const char *cg_fingerprint(Arena *a, const IrProgram *p);
 
+/* The weights `sharing paper` holds at zero in entry x form a product set rows x cols
+ * (ir_params_fixed_zero). Returns false when there are none; else *rows (sup_malloc'd,
+ * free with sup_free) and *cols (inside the same block) hold them. */
+bool cg_fixed_zero_sets(const IrParams *w, const IrParamEntry *x, int **rows, int *nr, int **cols, int *nc);
+
 /* ---- export.c: the dense export (PyTorch's modules, names and layouts) ----------------- */
 
 /* One dense tensor: `count` floats at `offset` of the dense buffer, shape[0..ndim). */

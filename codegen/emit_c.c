@@ -524,29 +524,16 @@ static void init_c(E *e) {
     int nz = 0;
     for (int i = 0; i < ne; i++) {
         const IrParamEntry *x = &w->entries[i];
-        int *rows = sup_malloc(sizeof(int) * (size_t)(x->rows + x->cols + 1)), *cols = rows + x->rows;
-        int nr = 0, nc = 0;
-        for (int r = 0; r < x->rows; r++)
-            for (int c = 0; c < x->cols; c++)
-                if (ir_params_fixed_zero(w, x, r, c)) {
-                    rows[nr++] = r;
-                    break;
-                }
-        for (int c = 0; c < x->cols; c++)
-            for (int r = 0; r < x->rows; r++)
-                if (ir_params_fixed_zero(w, x, r, c)) {
-                    cols[nc++] = c;
-                    break;
-                }
-        if (nr && nc) {
+        int *rows, *cols, nr, nc;
+        if (cg_fixed_zero_sets(w, x, &rows, &nr, &cols, &nc)) {
             fprintf(out, "static const int32_t zero%d_rows[%d] = {", nz, nr);
             for (int j = 0; j < nr; j++) fprintf(out, "%s%d", j ? ", " : "", rows[j]);
             fprintf(out, "}, zero%d_cols[%d] = {", nz, nc);
             for (int j = 0; j < nc; j++) fprintf(out, "%s%d", j ? ", " : "", cols[j]);
             fprintf(out, "}; /* entry %d */\n", i);
             nz++;
+            sup_free(rows);
         }
-        sup_free(rows);
     }
     fputs("\nstatic void init(const RtModel *m, float *params, float *state, uint64_t seed) {\n"
           "    (void)m;\n", out);
@@ -559,10 +546,9 @@ static void init_c(E *e) {
     nz = 0;
     for (int i = 0; i < ne; i++) {
         const IrParamEntry *x = &w->entries[i];
-        bool any = false;
-        for (int r = 0; r < x->rows && !any; r++)
-            for (int c = 0; c < x->cols && !any; c++) any = ir_params_fixed_zero(w, x, r, c);
-        if (!any) continue;
+        int *rows, *cols, nr, nc;
+        if (!cg_fixed_zero_sets(w, x, &rows, &nr, &cols, &nc)) continue;
+        sup_free(rows);
         fprintf(out, "    for (size_t a = 0; a < sizeof zero%d_rows / sizeof *zero%d_rows; a++)\n"
                      "        for (size_t b = 0; b < sizeof zero%d_cols / sizeof *zero%d_cols; b++)\n"
                      "            params[%ldL + zero%d_rows[a] * %dL + zero%d_cols[b]] = 0.0f;\n",

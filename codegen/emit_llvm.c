@@ -760,21 +760,8 @@ static LLVMValueRef init_v(L *l) {
     }
     for (int i = 0; i < w->nentries; i++) {
         const IrParamEntry *x = &w->entries[i];
-        int *rows = sup_malloc(sizeof(int) * (size_t)(x->rows + x->cols + 1)), *cols = rows + x->rows;
-        int nr = 0, nc = 0;
-        for (int r = 0; r < x->rows; r++)
-            for (int c = 0; c < x->cols; c++)
-                if (ir_params_fixed_zero(w, x, r, c)) {
-                    rows[nr++] = r;
-                    break;
-                }
-        for (int c = 0; c < x->cols; c++)
-            for (int r = 0; r < x->rows; r++)
-                if (ir_params_fixed_zero(w, x, r, c)) {
-                    cols[nc++] = c;
-                    break;
-                }
-        if (nr && nc) { /* params[off + rows[a] * cols + cols[b]] = 0 */
+        int *rows, *cols, nr, nc;
+        if (cg_fixed_zero_sets(w, x, &rows, &nr, &cols, &nc)) { /* params[off + rows[a] * cols + cols[b]] = 0 */
             LLVMValueRef gr = i32_array(l, rows, nr, "zero_rows"), gc = i32_array(l, cols, nc, "zero_cols");
             Loop la, lb;
             LLVMValueRef a = loop_open(l, &la, ci64(l, nr), "a");
@@ -787,8 +774,8 @@ static LLVMValueRef init_v(L *l) {
             LLVMBuildStore(l->b, cf32(l, 0), fptr_add(l, params, ix));
             loop_close(l, &lb);
             loop_close(l, &la);
+            sup_free(rows);
         }
-        sup_free(rows);
     }
     fn_end(l);
     return fv;

@@ -1065,3 +1065,27 @@ void cg_params_from_ir(const CgModel *m, const IrParams *w, float *params, float
         for (long j = 0; j < (long)e->rows * e->cols; j++) dst[j] = (float)src[j];
     }
 }
+
+bool cg_fixed_zero_sets(const IrParams *w, const IrParamEntry *x, int **rows, int *nr, int **cols, int *nc) {
+    int *r_ = sup_malloc(sizeof(int) * (size_t)(x->rows + x->cols + 1)), *c_ = r_ + x->rows;
+    *nr = *nc = 0;
+    for (int r = 0; r < x->rows; r++)
+        for (int c = 0; c < x->cols; c++)
+            if (ir_params_fixed_zero(w, x, r, c)) {
+                r_[(*nr)++] = r;
+                break;
+            }
+    for (int c = 0; c < x->cols; c++)
+        for (int r = 0; r < x->rows; r++)
+            if (ir_params_fixed_zero(w, x, r, c)) {
+                c_[(*nc)++] = c;
+                break;
+            }
+    if (*nr && *nc) {
+        *rows = r_;
+        *cols = c_;
+        return true;
+    }
+    sup_free(r_);
+    return false;
+}

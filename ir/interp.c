@@ -146,7 +146,7 @@ static const IrParamEntry *need(const IrRun *r, const IrNode *n, const char *nam
     return e;
 }
 
-static double act_fn(IrAct a, double x, double slope) {
+double ir_interp_act(IrAct a, double x, double slope) {
     switch (a) {
     case IR_ACT_RELU: return x > 0 ? x : 0.0;
     case IR_ACT_LEAKY_RELU: return x >= 0 ? x : slope * x;
@@ -464,7 +464,7 @@ static bool run_node(IrRun *r, const IrNode *n, const IrInterpOpts *o, const cha
         const IrChi *c = &x->chi;
         for (int f = 0; f < F; f++) {
             IrAct a = c->partner && c->sign[f] < 0 ? n->a.act_neg : n->a.act;
-            for (long i = 0; i < rows; i++) y[i * F + f] = act_fn(a, xv[i * F + f], n->a.slope);
+            for (long i = 0; i < rows; i++) y[i * F + f] = ir_interp_act(a, xv[i * F + f], n->a.slope);
         }
         break;
     }

@@ -215,20 +215,6 @@ static void mask_node(const IrRun *r, const IrNode *n, const PGrad *d) {
 
 /* ---- activations ------------------------------------------------------------------------- */
 
-static double act_fn(IrAct a, double x, double slope) {
-    switch (a) {
-    case IR_ACT_RELU: return x > 0 ? x : 0.0;
-    case IR_ACT_LEAKY_RELU: return x >= 0 ? x : slope * x;
-    case IR_ACT_ELU: return x > 0 ? x : expm1(x);
-    case IR_ACT_GELU: return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
-    case IR_ACT_SIGMOID: return 1.0 / (1.0 + exp(-x));
-    case IR_ACT_TANH: return tanh(x);
-    case IR_ACT_SOFTSIGN: return x / (1.0 + fabs(x));
-    case IR_ACT_HARDTANH: return x < -1.0 ? -1.0 : x > 1.0 ? 1.0 : x;
-    default: sup_bug("interpreter: unknown activation %d", (int)a);
-    }
-}
-
 /* phi'(x); at a kink the derivative of the branch the forward takes for x */
 static double act_deriv(IrAct a, double x, double slope) {
     switch (a) {
@@ -238,7 +224,7 @@ static double act_deriv(IrAct a, double x, double slope) {
     case IR_ACT_GELU:
         return 0.5 * (1.0 + erf(x * 0.70710678118654752440)) + x * exp(-0.5 * x * x) * 0.39894228040143267794;
     case IR_ACT_SIGMOID: {
-        double s = act_fn(a, x, slope);
+        double s = ir_interp_act(a, x, slope);
         return s * (1.0 - s);
     }
     case IR_ACT_TANH: {

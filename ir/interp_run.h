@@ -32,6 +32,8 @@ int ir_interp_time_of(const IrRun *r, const IrNode *n, const char **why);
  * recomputes the forward's mask. */
 void ir_interp_dropout(double *x, long n, double p, uint64_t seed, int id, int sub);
 double ir_interp_sigmoid(double x);
+/* phi(x) of one activation (slope: leaky_relu's). */
+double ir_interp_act(IrAct a, double x, double slope);
 
 /* interp_grad.c: runs one OPF_TRAIN node; frees / resets the training state. */
 bool ir_interp_train_node(IrRun *r, const IrNode *n, const IrInterpOpts *o, const char **why);
