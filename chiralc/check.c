@@ -37,6 +37,19 @@ static double rel_error(const IrDecl *d, const double *y, const double *ym, long
     return sqrt(num / den);
 }
 
+/* Random inputs x into `plain` and T_in x into `mirrored`, from a stream of their own,
+ * so that weights and inputs never share numbers. */
+static void random_inputs(const IrProgram *p, IrRun *plain, IrRun *mirrored, int batch, uint64_t seed) {
+    uint64_t in_seed = ir_rand_u64(seed, 0x696e707574ULL), counter = 0;
+    for (int i = 0; i < p->ninputs; i++) {
+        const IrDecl *d = p->inputs[i];
+        long frames = (long)batch * ir_run_input_time(plain, i), size = frames * d->feat;
+        double *x = ir_run_input(plain, i);
+        for (long k = 0; k < size; k++) x[k] = ir_rand_normal(in_seed, counter++);
+        ir_decl_apply(d, x, ir_run_input(mirrored, i), frames);
+    }
+}
+
 /* ---- the gradient (training graph, docs/design.md "Training graph") ---------------------
  * grad_theta L(x, y) = grad_theta L(T_in x, T_out y) for the folded parameters
  * theta (chirality.md 5): the relative difference of the two gradients, in
@@ -54,16 +67,8 @@ static bool gradient_error(IrProgram *p, const CheckOpts *o, int batch, double *
     IrParams *w = ir_params_new(p->arena, p);
     ir_params_randomize(w, o->seed);
     IrRun *plain = ir_run_new(p, w, batch, NULL), *mirrored = ir_run_new(p, w, batch, NULL);
-    uint64_t in_seed = ir_rand_u64(o->seed, 0x696e707574ULL), counter = 0;
-    for (int i = 0; i < p->ninputs; i++) {
-        const IrDecl *d = p->inputs[i];
-        long frames = (long)batch * ir_run_input_time(plain, i), size = frames * d->feat;
-        double *x = ir_run_input(plain, i);
-        for (long k = 0; k < size; k++) x[k] = ir_rand_normal(in_seed, counter++);
-        ir_decl_apply(d, x, ir_run_input(mirrored, i), frames);
-    }
-    uint64_t t_seed = ir_rand_u64(o->seed, 0x746172676574ULL);
-    counter = 0;
+    random_inputs(p, plain, mirrored, batch, o->seed);
+    uint64_t t_seed = ir_rand_u64(o->seed, 0x746172676574ULL), counter = 0;
     for (int i = 0; i < p->noutputs; i++) {
         const IrDecl *d = p->outputs[i];
         long frames = (long)batch * ir_run_target_time(plain, i);
@@ -96,15 +101,7 @@ int cmd_check(IrProgram *p, const CheckOpts *o) {
     IrParams *w = ir_params_new(p->arena, p);
     ir_params_randomize(w, o->seed);
     IrRun *plain = ir_run_new(p, w, batch, NULL), *mirrored = ir_run_new(p, w, batch, NULL);
-    /* inputs from a stream of their own, so that weights and inputs never share numbers */
-    uint64_t in_seed = ir_rand_u64(o->seed, 0x696e707574ULL), counter = 0;
-    for (int i = 0; i < p->ninputs; i++) {
-        const IrDecl *d = p->inputs[i];
-        long frames = (long)batch * ir_run_input_time(plain, i), size = frames * d->feat;
-        double *x = ir_run_input(plain, i);
-        for (long k = 0; k < size; k++) x[k] = ir_rand_normal(in_seed, counter++);
-        ir_decl_apply(d, x, ir_run_input(mirrored, i), frames);
-    }
+    random_inputs(p, plain, mirrored, batch, o->seed);
     int nout = p->noutputs;
     double *err = sup_malloc(sizeof(double) * (size_t)(NMODES * nout + 1));
     bool any_zero = false;

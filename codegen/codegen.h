@@ -117,6 +117,11 @@ struct KirExpr {
     uint64_t stream; /* DROPMASK */
 };
 
+/* Adds the distinct reductions (sum, rmax) of x, outermost first, to red[n..]: a backend
+ * evaluates them before the store that uses them. Returns the new count; more than max
+ * is an internal error. */
+int kir_collect_reductions(const KirExpr *x, const KirExpr **red, int n, int max);
+
 /* Row-major C[m x n] = alpha op(A) op(B) + beta C, with leading dimensions;
  * count > 0 (possibly batch-scaled): strided-batched, operand i at + i * stride. */
 typedef struct KirMat {

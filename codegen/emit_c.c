@@ -185,14 +185,7 @@ static void expr_c(E *e, const KirExpr *x) {
 }
 
 static void find_reds(E *e, const KirExpr *x) {
-    if (x->op == KIR_E_SUM || x->op == KIR_E_RMAX) {
-        for (int i = 0; i < e->nred; i++)
-            if (e->red[i] == x) return;
-        if (e->nred == (int)(sizeof e->red / sizeof e->red[0])) sup_bug("C backend: too many reductions in one store");
-        e->red[e->nred++] = x;
-        return;
-    }
-    for (int i = 0; i < kir_eop_arity[x->op]; i++) find_reds(e, x->a[i]);
+    e->nred = kir_collect_reductions(x, e->red, e->nred, (int)(sizeof e->red / sizeof e->red[0]));
 }
 
 static void indent(FILE *out, int n) {

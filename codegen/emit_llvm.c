@@ -457,14 +457,7 @@ static LLVMValueRef expr_v(L *l, const KirExpr *x) {
 }
 
 static void find_reds(L *l, const KirExpr *x) {
-    if (x->op == KIR_E_SUM || x->op == KIR_E_RMAX) {
-        for (int i = 0; i < l->nred; i++)
-            if (l->red[i] == x) return;
-        if (l->nred == (int)(sizeof l->red / sizeof l->red[0])) sup_bug("LLVM backend: too many reductions in one store");
-        l->red[l->nred++] = x;
-        return;
-    }
-    for (int i = 0; i < kir_eop_arity[x->op]; i++) find_reds(l, x->a[i]);
+    l->nred = kir_collect_reductions(x, l->red, l->nred, (int)(sizeof l->red / sizeof l->red[0]));
 }
 
 /* ---- steps ------------------------------------------------------------------------------------ */

@@ -475,3 +475,15 @@ bool kir_verify(const KirProgram *k, const char **why) {
     }
     return true;
 }
+
+int kir_collect_reductions(const KirExpr *x, const KirExpr **red, int n, int max) {
+    if (x->op == KIR_E_SUM || x->op == KIR_E_RMAX) {
+        for (int i = 0; i < n; i++)
+            if (red[i] == x) return n;
+        if (n == max) sup_bug("kernel IR: more than %d reductions in one store", max);
+        red[n] = x;
+        return n + 1;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) n = kir_collect_reductions(x->a[i], red, n, max);
+    return n;
+}
