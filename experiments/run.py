@@ -28,6 +28,7 @@ import array
 import concurrent.futures
 import datetime
 import hashlib
+import json
 import math
 import os
 import platform
@@ -185,6 +186,11 @@ def _atomic(path, write):
     tmp = f"{path}.tmp{os.getpid()}.{threading.get_ident()}"
     write(tmp)
     os.replace(tmp, path)
+
+
+def json_write(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f)
 
 
 def npy_read(path):
@@ -747,6 +753,12 @@ class Experiments:
         d = os.path.join(self.work, "runs", tag)
         os.makedirs(d, exist_ok=True)
         ck = os.path.join(d, "ckpt.safetensors")
+        done = os.path.join(d, "result.json")
+        if self.args.resume and os.path.exists(done):
+            with open(done) as f:
+                self.results[key] = json.load(f)
+            self.r.say(f"  {run['label']}: reused {done}")
+            return
         th = ["--threads", str(self.r.threads)]
         t0 = time.time()
         self.r.run([prog, "train", "--data", run["train_data"], "--seed", str(run["seed"]), "--save", ck,
@@ -790,6 +802,7 @@ class Experiments:
             res["top1"] = topk(y, labels, 1)
             res["check_top1"] = abs(res["top1"] - ev["top-1"])
         self.results[key] = res
+        _atomic(done, lambda tmp: json_write(tmp, res))
         self.r.say(f"  {run['label']}: {time.time() - t0:.1f} s, eval {ev}, equivariance {res['equivariance']:.2e}")
 
     # ---- the plan -----------------------------------------------------------------------
@@ -1229,6 +1242,8 @@ def main():
     ap.add_argument("--docs", default=None, help="where results.md and the plots go (default: docs/)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="runs at a time")
     ap.add_argument("--check", action="store_true", help="after the run, check results.md's tables")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse the runs an earlier, interrupted run of the same command finished in OUT")
     ap.add_argument("--plan", action="store_true", help="derive the data, list the runs, run nothing")
     ap.add_argument("--selftest", action="store_true", help="only the metric self-test")
     args = ap.parse_args()
