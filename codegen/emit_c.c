@@ -594,8 +594,7 @@ static void helpers_f64_c(const E *e) {
         fputs("static inline double dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
               "    if (!x->dropout) return 1.0;\n"
               "    if (p >= 1) return 0.0;\n"
-              "    double u = rt_rng_uniform(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k);\n"
-              "    return u >= p ? 1.0 / (1.0 - p) : 0.0;\n"
+              "    return rt_rng_keep(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k, p) ? 1.0 / (1.0 - p) : 0.0;\n"
               "}\n\n", out);
 }
 
@@ -628,8 +627,8 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
               "static inline float dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
               "    if (!x->dropout) return 1.0f;\n"
               "    if (p >= 1) return 0.0f;\n"
-              "    double u = rt_rng_uniform(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k);\n"
-              "    return u >= p ? (float)(1.0 / (1.0 - p)) : 0.0f;\n"
+              "    return rt_rng_keep(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k, p) ? (float)(1.0 / (1.0 - p))\n"
+              "                                                                                   : 0.0f;\n"
               "}\n\n", out);
     fputs("/* constant tables: gathers of the even/odd bases, orbits, coefficients */\n", out);
     bool *tused = sup_malloc(sizeof(bool) * (size_t)(k->ntabs + 1));

@@ -6,7 +6,7 @@
  * arithmetic: float32 expressions, reductions accumulated in double, no
  * contraction into FMAs (LLVM contracts only under the `contract` flag, which is
  * never set), C's comparison semantics (ordered compares, `!= 0` unordered).
- * GEMM steps call cblas_sgemm, dropout calls rt_rng_uniform, and the model
+ * GEMM steps call cblas_sgemm, dropout calls rt_rng_keep, and the model
  * descriptor (RtModel, runtime/rt.h) with its tables is a set of constant
  * globals; the only external symbol is rt_model_get. Loop variables and
  * accumulators are allocas that mem2reg turns into registers.
@@ -84,8 +84,8 @@ typedef struct L {
     LLVMTypeRef v, i1, i8, i32, i64, f32, f64, pi8, pf32, pexec;
     LLVMTypeRef exec_ty, io_ty, param_ty, dense_ty, train_ty, model_ty;
     LLVMTypeRef kfn_ty;     /* void (const RtModel *, RtExec *) */
-    LLVMTypeRef sgemm_ty, unif_ty, normal_ty, math_ty, dropmask_ty;
-    LLVMValueRef sgemm, unif, normal, dropmask;
+    LLVMTypeRef sgemm_ty, keep_ty, normal_ty, math_ty, dropmask_ty;
+    LLVMValueRef sgemm, keep, normal, dropmask;
     LLVMValueRef *tabs;     /* by table: its global, made on first use */
     /* the function being built */
     LLVMValueRef fn, exec, N;
@@ -281,9 +281,10 @@ static void build_types(L *l) {
     l->sgemm_ty = LLVMFunctionType(l->v, sg, 14, false);
     l->sgemm = add_fn(l, "cblas_sgemm", l->sgemm_ty, false);
     LLVMTypeRef u3[] = {l->i64, l->i64, l->i64};
-    l->unif_ty = LLVMFunctionType(l->f64, u3, 3, false);
-    l->unif = add_fn(l, "rt_rng_uniform", l->unif_ty, false);
-    l->normal_ty = l->unif_ty;
+    LLVMTypeRef k4[] = {l->i64, l->i64, l->i64, l->f64};
+    l->keep_ty = LLVMFunctionType(l->i32, k4, 4, false);
+    l->keep = add_fn(l, "rt_rng_keep", l->keep_ty, false);
+    l->normal_ty = LLVMFunctionType(l->f64, u3, 3, false);
     l->normal = add_fn(l, "rt_rng_normal", l->normal_ty, false);
     LLVMTypeRef m1[] = {l->f32};
     l->math_ty = LLVMFunctionType(l->f32, m1, 1, false);
@@ -680,13 +681,14 @@ static void dropmask_v(L *l) {
     LLVMBuildRet(l->b, cf32(l, 0));
     LLVMPositionBuilderAtEnd(l->b, draw);
     LLVMValueRef seed = exec_field(l, x, X_SEED, l->i64), step = exec_field(l, x, X_STEP, l->i64);
-    LLVMValueRef a[3] = {seed, LLVMBuildOr(l->b, LLVMBuildShl(l->b, step, ci64(l, 32), ""), LLVMGetParam(f, 1), ""),
-                         LLVMGetParam(f, 2)};
-    LLVMValueRef u = LLVMBuildCall2(l->b, l->unif_ty, l->unif, a, 3, "u");
+    LLVMValueRef a[4] = {seed, LLVMBuildOr(l->b, LLVMBuildShl(l->b, step, ci64(l, 32), ""), LLVMGetParam(f, 1), ""),
+                         LLVMGetParam(f, 2), p};
+    LLVMValueRef kept = LLVMBuildCall2(l->b, l->keep_ty, l->keep, a, 4, "kept");
     LLVMValueRef scale = LLVMBuildFPTrunc(l->b, LLVMBuildFDiv(l->b, LLVMConstReal(l->f64, 1),
                                                                LLVMBuildFSub(l->b, LLVMConstReal(l->f64, 1), p, ""), ""),
                                           l->f32, "");
-    LLVMBuildRet(l->b, LLVMBuildSelect(l->b, LLVMBuildFCmp(l->b, LLVMRealOGE, u, p, ""), scale, cf32(l, 0), ""));
+    LLVMBuildRet(l->b, LLVMBuildSelect(l->b, LLVMBuildICmp(l->b, LLVMIntNE, kept, LLVMConstInt(l->i32, 0, false), ""), scale,
+                                   cf32(l, 0), ""));
 }
 
 /* ---- the descriptor ----------------------------------------------------------------------------- */

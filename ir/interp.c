@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ir/interp_run.h"
+#include "support/philox.h"
 
 enum { DEFAULT_FRAMES = 9 };
 
@@ -162,13 +163,15 @@ double ir_interp_act(IrAct a, double x, double slope) {
 
 double ir_interp_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* Inverted dropout in place; the mask of element k of node `id` (and
- * recurrent layer `sub`) is a function of (seed, id, sub, k) only. */
+/* Inverted dropout in place. The mask of element k of node `id` (and recurrent layer
+ * `sub`) is the compiled programs' mask at training step 0 (support/philox.h), so the
+ * interpreter and the CPU and GPU programs drop the same elements. */
 void ir_interp_dropout(double *x, long n, double p, uint64_t seed, int id, int sub) {
     if (p <= 0) return;
-    uint64_t s = ir_rand_u64(seed, ((uint64_t)id << 8) | (uint64_t)sub);
+    const uint64_t stream = ((uint64_t)id << 8) | (uint64_t)sub;
+    const uint32_t thr = sup_dropout_threshold(p);
     double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
-    for (long k = 0; k < n; k++) x[k] = ir_rand_uniform(s, (uint64_t)k) >= p ? x[k] * scale : 0.0;
+    for (long k = 0; k < n; k++) x[k] = p < 1 && sup_dropout_keep(seed, stream, (uint64_t)k, thr) ? x[k] * scale : 0.0;
 }
 
 /* ---- linear maps: linear, invariant, conv1d ------------------------------------------- */

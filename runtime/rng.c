@@ -10,37 +10,19 @@
 #include <math.h>
 
 #include "runtime/rt.h"
-
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u /* golden ratio */
-#define PHILOX_W1 0xBB67AE85u /* sqrt(3) - 1 */
+#include "support/philox.h"
 
 void rt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]) {
-    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3];
-    uint32_t k0 = key[0], k1 = key[1];
-    for (int round = 0; round < 10; round++) {
-        uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
-        uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-        uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
+    sup_philox4x32((uint64_t)key[0] | (uint64_t)key[1] << 32, (uint64_t)ctr[2] | (uint64_t)ctr[3] << 32,
+                   (uint64_t)ctr[0] | (uint64_t)ctr[1] << 32, out);
 }
 
 static void block(uint64_t seed, uint64_t stream, uint64_t counter, uint32_t out[4]) {
-    const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-    const uint32_t ctr[4] = {(uint32_t)counter, (uint32_t)(counter >> 32), (uint32_t)stream,
-                             (uint32_t)(stream >> 32)};
-    rt_philox4x32(ctr, key, out);
+    sup_philox4x32(seed, stream, counter, out);
+}
+
+int rt_rng_keep(uint64_t seed, uint64_t stream, uint64_t k, double p) {
+    return p < 1 && sup_dropout_keep(seed, stream, k, sup_dropout_threshold(p));
 }
 
 uint64_t rt_rng_u64(uint64_t seed, uint64_t stream, uint64_t counter) {

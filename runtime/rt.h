@@ -114,6 +114,10 @@ void rt_rng_permutation(uint64_t seed, uint64_t stream, int64_t *perm, int64_t n
  * rt_rng_u64(seed, stream, counter) is out[0] | out[1] << 32 for key {seed lo, seed hi}
  * and ctr {counter lo, counter hi, stream lo, stream hi}. */
 void rt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+/* Dropout: is element k of draw `stream` kept at drop probability p? The definition is
+ * support/philox.h's sup_dropout_keep (word k & 3 of block k >> 2), shared with the
+ * interpreter and generated CUDA code; p >= 1 keeps nothing. */
+int rt_rng_keep(uint64_t seed, uint64_t stream, uint64_t k, double p);
 
 /* ---- optim.c: optimisers and schedules (PyTorch semantics, one flat buffer) ------- */
 typedef enum RtOptimKind { RT_OPTIM_SGD, RT_OPTIM_ADAM } RtOptimKind;
@@ -424,8 +428,8 @@ typedef struct RtExec {
     float *const *doutputs;       /* [noutputs] */
     float *grads;                 /* RtModel.params_size (backward) */
     float *arena;             /* arena_per_sample * batch + arena_fixed floats */
-    /* dropout (training): mask element k of draw `stream` is
-     * rt_rng_uniform(dropout_seed, (step << 32) | stream, k) >= p; dropout == false: off */
+    /* dropout (training): element k of draw `stream` is kept when
+     * rt_rng_keep(dropout_seed, (step << 32) | stream, k, p); dropout == false: off */
     bool dropout;
     uint64_t dropout_seed, step;
     double bn_momentum;       /* < 0: each batchnorm's own momentum */

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "runtime/rt.h"
+#include "support/philox.h"
 
 static char g_dir[64];
 static char g_cwd[4096];
@@ -818,6 +819,22 @@ static void test_philox_known_answers(void **state) {
     assert_true(fabs(rt_rng_normal(0, 0, 0) - sqrt(-2 * log(1 - u1)) * cos(6.283185307179586 * u2)) < 1e-12);
 }
 
+/* dropout's keep rate is 1 - p (p = 0: everything, p = 1: nothing); the edges of the
+ * threshold round as documented */
+static void test_rng_keep(void **state) {
+    (void)state;
+    const double ps[] = {0.0, 0.1, 0.25, 0.5, 0.9};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) {
+        long kept = 0;
+        for (uint64_t k = 0; k < 40000; k++) kept += rt_rng_keep(3, 9, k, ps[i]);
+        assert_true(fabs((double)kept / 40000 - (1 - ps[i])) < 0.012);
+        if (ps[i] == 0) assert_int_equal(kept, 40000);
+    }
+    for (uint64_t k = 0; k < 100; k++) assert_int_equal(rt_rng_keep(3, 9, k, 1.0), 0);
+    assert_int_equal(sup_dropout_threshold(0.5), 0x80000000u);
+    assert_int_equal(sup_dropout_threshold(1.0 - 0x1.0p-40), 0xFFFFFFFFu);
+}
+
 static void test_rng_properties(void **state) {
     /* a pure function: any order gives the same numbers */
     uint64_t fwd[64];
@@ -888,6 +905,7 @@ int main(void) {
         cmocka_unit_test(test_atomic),
         cmocka_unit_test(test_allocation_failure),
         cmocka_unit_test(test_philox_known_answers),
+        cmocka_unit_test(test_rng_keep),
         cmocka_unit_test(test_rng_properties),
         cmocka_unit_test(test_permutation),
     };
