@@ -368,7 +368,10 @@ static void js_node(FILE *f, const IrNode *n) {
         }
         break;
     }
-    case IR_CROP: js_int(f, "crop", a->crop); break;
+    case IR_CROP:
+        js_int(f, "crop", a->crop);
+        js_int(f, "stride", a->stride);
+        break;
     case IR_REPEAT: js_int(f, "frames_out", a->frames); break;
     case IR_LSTM:
     case IR_GRU:

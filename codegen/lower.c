@@ -882,7 +882,8 @@ static bool lower_node(L *l, const IrNode *n) {
         int y = new_val(l, n), Tx = frames(x);
         KirDim ext[3] = {NB(1), D(T), D(F)};
         KirStep *s = kir_loop(k, l->fn, arena_printf(l->a, "%s", nname(l, n)), 3, ext);
-        kir_store(k, s, IXv(y, 0, (long)T * F, F, 1, 0), LD(l, IXv(xb, (long)n->a.crop * F, (long)Tx * F, F, 1, 0)));
+        kir_store(k, s, IXv(y, 0, (long)T * F, F, 1, 0),
+                  LD(l, IXv(xb, (long)n->a.crop * F, (long)Tx * F, (long)n->a.stride * F, 1, 0)));
         return true;
     }
     case IR_MEANPOOL: {
@@ -1051,6 +1052,7 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
     }
     k->bufs[m->prep_buf].fixed = m->prep_size;
     cg_export_lower(m);
+    if (!m->opts.no_fuse) cg_fuse(k);
     cg_plan(k);
     const char *why = NULL;
     if (!kir_verify(k, &why)) sup_bug("lowering produced a broken kernel IR: %s", why);

@@ -878,6 +878,15 @@ static void lower_grad(B *b, const IrNode *n) {
         return;
     }
     case IR_CROP: {
+        if (f->a.stride > 1) {
+            /* a strided crop's adjoint scatters: zero, then dy into every stride-th frame */
+            s = loop3(b, arena_printf(l->a, "%s: dx = 0", nm), NB(1), T, F);
+            kir_store(K(b), s, IXv(y, 0, (long)T * F, F, 1, 0), C(l, 0));
+            s = loop3(b, arena_printf(l->a, "%s: dx = dy in the kept frames", nm), NB(1), Ty, F);
+            kir_store(K(b), s, IXv(y, (long)f->a.crop * F, (long)T * F, (long)f->a.stride * F, 1, 0),
+                      LD(l, IXv(dy, 0, (long)Ty * F, F, 1, 0)));
+            return;
+        }
         s = loop3(b, arena_printf(l->a, "%s: dx = dy in the kept frames", nm), NB(1), T, F);
         KirIndex di = IXv(dy, -(long)f->a.crop * F, (long)Ty * F, F, 1, 0);
         di.guard = true, di.goff = -f->a.crop, di.gcoef[1] = 1, di.glimit = Ty;

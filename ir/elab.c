@@ -264,7 +264,7 @@ static const Builtin builtins[] = {
     ACT_FN("softsign", SOFTSIGN),
     ACT_FN("hardtanh", HARDTANH),
     {"concat", IR_CONCAT, 0, 0, {{NULL, P_TENSOR, false}}}, /* variadic: handled apart */
-    {"crop", IR_CROP, 0, 2, {{"x", P_TENSOR, true}, {"n", P_INT, true}}},
+    {"crop", IR_CROP, 0, 2, {{"x", P_TENSOR, true}, {"n", P_INT, true}, {"stride", P_INT, false}}},
     X1("meanpool", MEANPOOL),
     X1("last", LAST),
     {"repeat", IR_REPEAT, 0, 2, {{"x", P_TENSOR, true}, {"n", P_INT, true}}},

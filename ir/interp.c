@@ -405,8 +405,8 @@ int ir_interp_time_of(const IrRun *r, const IrNode *n, const char **why) {
     }
     case IR_CROP:
         if (t0 == IR_NO_TIME) return *why = "crop of a tensor without a time axis", 0;
-        if (t0 - 2 * n->a.crop < 1) return *why = "crop removes every frame", 0;
-        return t0 - 2 * n->a.crop;
+        if (ir_crop_frames(t0, n->a.crop, n->a.stride) < 1) return *why = "crop removes every frame", 0;
+        return ir_crop_frames(t0, n->a.crop, n->a.stride);
     case IR_MEANPOOL:
     case IR_LAST:
     case IR_FLATTEN:
@@ -493,8 +493,11 @@ static bool run_node(IrRun *r, const IrNode *n, const IrInterpOpts *o, const cha
     }
     case IR_CROP: {
         int Tx = frames_of(r->time[x->id]);
+        const int s = n->a.stride > 0 ? n->a.stride : 1;
         for (int b = 0; b < N; b++)
-            memcpy(y + (long)b * T * F, xv + ((long)b * Tx + n->a.crop) * F, sizeof(double) * (size_t)T * F);
+            for (int j = 0; j < T; j++)
+                memcpy(y + ((long)b * T + j) * F, xv + ((long)b * Tx + n->a.crop + (long)s * j) * F,
+                       sizeof(double) * (size_t)F);
         break;
     }
     case IR_MEANPOOL:

@@ -726,8 +726,11 @@ static bool run_grad(IrRun *r, const IrNode *n, const IrInterpOpts *o, double **
     }
     case IR_CROP: {
         int Tx = frames_of(r->time[xin->id]);
+        const int s = f->a.stride > 0 ? f->a.stride : 1;
         for (int b = 0; b < N; b++)
-            memcpy(y + ((long)b * Tx + f->a.crop) * F, dy + (long)b * Ty * F, sizeof(double) * (size_t)Ty * F);
+            for (int j = 0; j < Ty; j++)
+                memcpy(y + ((long)b * Tx + f->a.crop + (long)s * j) * F, dy + ((long)b * Ty + j) * F,
+                       sizeof(double) * (size_t)F);
         break;
     }
     case IR_MEANPOOL:

@@ -79,6 +79,11 @@ void ir_replace_uses(IrProgram *p, IrNode *from, IrNode *to, IrNode *after) {
             if (n->in[i] == from) n->in[i] = to;
 }
 
+int ir_crop_frames(int T, int n, int stride) {
+    const int span = T - 2 * n;
+    return span < 1 ? 0 : (span - 1) / (stride > 0 ? stride : 1) + 1;
+}
+
 int ir_num_uses(const IrProgram *p, const IrNode *n) {
     int uses = 0;
     for (const IrNode *m = p->first; m; m = m->next)

@@ -93,7 +93,7 @@ typedef struct IrAttrs {
     IrAct act_written; /* act: what the user wrote */
     bool force;        /* act: force=true, keep the written function even where it breaks equivariance */
     int layers;        /* lstm, gru */
-    int crop;          /* crop: frames removed from each end */
+    int crop;          /* crop: frames removed from each end (then every stride-th kept) */
     int frames;        /* repeat: frames produced */
     int io;            /* input, output: index into IrProgram.inputs / outputs; target: the output */
     struct IrNode *fwd;/* grad, pgrad: the forward node differentiated */
@@ -193,6 +193,10 @@ void ir_renumber(IrProgram *p);                 /* ids 0.. in program order */
 /* Replaces every use of `from` among the nodes after `after` by `to`. */
 void ir_replace_uses(IrProgram *p, IrNode *from, IrNode *to, IrNode *after);
 int ir_num_uses(const IrProgram *p, const IrNode *n);
+/* Frames left by crop(x, n, stride=s) of T frames: n removed from each end, then every
+ * s-th from the first kept (VideoPose3D's strided residual x[:, :, n::s] when T - 2n
+ * is a multiple of s plus one); < 1 when nothing is left. */
+int ir_crop_frames(int T, int n, int stride);
 #define ir_foreach(p, n) for (IrNode *n = (p)->first; n; n = n->next)
 
 /* ---- chi.c: chirality types -------------------------------------------------- */

@@ -116,6 +116,7 @@ static void print_attrs(FILE *out, const IrNode *n) {
         break;
     case IR_CROP:
         fprintf(out, " n=%d", a->crop);
+        if (a->stride > 1) fprintf(out, " stride=%d", a->stride);
         break;
     case IR_REPEAT:
         fprintf(out, " n=%d", a->frames);

@@ -215,9 +215,9 @@ static void verify_shapes(const IrProgram *p) {
         }
         case IR_CROP:
             same_feat(n, x);
-            if (s->time != x->shape.time - 2 * n->a.crop)
-                fail(n, "time %d, but cropping %d frames from each end of %d leaves %d", s->time, n->a.crop,
-                     x->shape.time, x->shape.time - 2 * n->a.crop);
+            if (s->time != ir_crop_frames(x->shape.time, n->a.crop, n->a.stride))
+                fail(n, "time %d, but cropping %d frames from each end of %d with stride %d leaves %d", s->time,
+                     n->a.crop, x->shape.time, n->a.stride, ir_crop_frames(x->shape.time, n->a.crop, n->a.stride));
             break;
         case IR_MEANPOOL:
         case IR_LAST:

@@ -202,7 +202,7 @@ static bool shape_node(IrProgram *p, IrNode *n) {
                        n->a.crop, x->time);
             return false;
         }
-        s->time = x->time - 2 * n->a.crop;
+        s->time = ir_crop_frames(x->time, n->a.crop, n->a.stride);
         s->feat = x->feat;
         return true;
     case IR_MEANPOOL:

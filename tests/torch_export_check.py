@@ -109,7 +109,7 @@ def build_net(graph):
                     y = torch.cat([v[i] for i in n["inputs"]], dim=-1)
                 elif op == "crop":
                     c = n["crop"]
-                    y = x[:, c:x.shape[1] - c]
+                    y = x[:, c:x.shape[1] - c:n.get("stride", 1)]
                 elif op == "meanpool":
                     y = x.mean(dim=1)
                 elif op == "last":

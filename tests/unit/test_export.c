@@ -327,7 +327,7 @@ static void test_forecast_lstm(void **state) {
 }
 static void test_nets(void **state) {
     static const char *const nets[] = {"gru_seq2seq", "lift_pairs_mixed", "classify_invariant",
-                                       "conv_stride_dilation", "broken_unshared"};
+                                       "conv_stride_dilation", "strided_residual", "broken_unshared"};
     for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
         char rel[256];
         snprintf(rel, sizeof rel, "tests/nets/%s.net", nets[i]);

@@ -175,7 +175,7 @@ static double fd_check(IrProgram *p, IrParams *w, int batch, IrMode mode, bool d
     "skeleton legs {\n  joints hip lhip rhip lknee rknee\n  mirror lhip:rhip lknee:rknee\n}\n"
 
 /* linear maps with kernel, dilation, stride and padding; batchnorm; an
- * activation; dropout; add, crop, concat, sub */
+ * activation; dropout; add, crop (plain and strided), concat, sub */
 static const char NET_CONV[] = "model conv\n" SKEL
                                "input  x : seq(13) legs (x!, y)\n"
                                "output y : seq legs (x!, y, z)\n"
@@ -184,8 +184,9 @@ static const char NET_CONV[] = "model conv\n" SKEL
                                "  h = gelu(batchnorm(h))\n"
                                "  h = conv1d(h, 10, kernel=2, stride=2, bias=false)\n" /* 5 */
                                "  r = crop(h, 1)\n"                                     /* 3 */
+                               "  q = crop(h, 0, stride=2)\n"                           /* 3: 0, 2, 4 */
                                "  h = softsign(conv1d(h, 10, kernel=3))\n"              /* 3 */
-                               "  h = dropout(h, 0.3) + r\n"
+                               "  h = dropout(h, 0.3) + r + q\n"
                                "  h = concat(h, r - sigmoid(linear(r, 10)))\n"
                                "  y = linear(h)\n"
                                "}\n"
