@@ -83,7 +83,7 @@ static bool read_meta(const RtSafetensors *s, const RtModel *m, RtCkptMeta *meta
     if (!fp || strcmp(fp, m->fingerprint) != 0)
         return rt_fail(e, "%s: a checkpoint of another model ('%s', fingerprint %s); this program is '%s' (%s)",
                        s->path, name ? name : "?", fp ? fp : "missing", m->name, m->fingerprint);
-    double epoch, seed, batch, lr;
+    double epoch = 0, seed = 0, batch = 0, lr = 0; /* set when meta_num succeeds; -O3 cannot see it */
     if (!meta_num(s, "epoch", 0, &epoch, e) || !meta_num(s, "seed", 0, &seed, e) ||
         !meta_num(s, "batch", 1, &batch, e) || !meta_num(s, "lr", 0, &lr, e))
         return false;
