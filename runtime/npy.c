@@ -349,7 +349,7 @@ static bool finish(const char *label, const NpyHeader *h, uint8_t *raw, RtArray 
 
 bool rt_npy_read_mem(const char *label, const void *buf, size_t len, RtArray *out, RtError *e) {
     const uint8_t *p = buf;
-    uint64_t hs, hl;
+    uint64_t hs = 0, hl = 0;
     NpyHeader h;
     memset(out, 0, sizeof *out);
     if (!parse_preamble(label, p, len < 12 ? len : 12, len, &hs, &hl, e)) return false;
@@ -377,7 +377,7 @@ bool rt_npy_read(const char *path, RtArray *out, RtError *e) {
     uint64_t total = (uint64_t)st.st_size;
     uint8_t pre[12];
     size_t npre = total < 12 ? (size_t)total : 12;
-    uint64_t hs, hl;
+    uint64_t hs = 0, hl = 0;
     NpyHeader h;
     bool ok = read_exact(f, pre, npre, path, e) && parse_preamble(path, pre, npre, total, &hs, &hl, e);
     if (ok) {
