@@ -15,7 +15,13 @@
  *
  * --backend llvm: codegen/emit_llvm.c writes an object file for the host CPU
  * instead of the C source, and the same compiler only links it (-O0..-O3 pick
- * LLVM's pipeline). */
+ * LLVM's pipeline).
+ *
+ * --target cuda: codegen/emit_cuda.c writes MODEL.cu and nvcc compiles it for sm_90
+ * plus compute_90 PTX, linking the CUDA side of the runtime (libchiralrt_cuda.a, whose
+ * main() selects the GPU), libchiralrt, cuBLAS and the runtime's libraries; where CMake
+ * found no CUDA toolkit, this chiralc says so (CHIRALC_NVCC, CHIRALC_CUDA_RUNTIME and
+ * CHIRALC_CUDA_LIBS override the CMake settings). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +46,15 @@
 #endif
 #ifndef CHIRALC_BUILD_LIBS
 #define CHIRALC_BUILD_LIBS "-lopenblas|-llapacke|-lzip|-ljansson|-lz|-lm"
+#endif
+#ifndef CHIRALC_BUILD_NVCC
+#define CHIRALC_BUILD_NVCC "" /* none: built without CUDA */
+#endif
+#ifndef CHIRALC_BUILD_CUDA_RUNTIME
+#define CHIRALC_BUILD_CUDA_RUNTIME "libchiralrt_cuda.a"
+#endif
+#ifndef CHIRALC_BUILD_CUDA_LIBS
+#define CHIRALC_BUILD_CUDA_LIBS "-lcublas" /* and an rpath to them, '|'-separated */
 #endif
 
 typedef struct Argv {
@@ -94,19 +109,55 @@ static int run(const Argv *a, bool verbose) {
 
 static void remove_dir(Arena *ar, const char *dir, const char *model) {
     unlink(arena_printf(ar, "%s/%s.c", dir, model));
+    unlink(arena_printf(ar, "%s/%s.cu", dir, model));
     unlink(arena_printf(ar, "%s/%s.o", dir, model));
     rmdir(dir);
+}
+
+/* nvcc's command line for --target cuda: the .cu, the runtime's two archives, the libraries.
+ * No FMA contraction (--fmad=false), as the C backend's -ffp-contract=off: the GPU's
+ * elementwise arithmetic is then the CPU's, operation for operation. */
+static void cuda_argv(Arena *ar, Argv *a, const char *nvcc, const char *src, const BuildOpts *o) {
+    push(a, nvcc);
+    push(a, "-std=c++17");
+    push(a, o->opt ? o->opt : "-O2");
+    push(a, "--fmad=false");
+    push(a, "-gencode=arch=compute_90,code=sm_90");
+    push(a, "-gencode=arch=compute_90,code=compute_90");
+    const char *inc = getenv("CHIRALC_INCLUDE");
+    if (inc && *inc) push_split(ar, a, inc, ' ', "-I");
+    else push_split(ar, a, CHIRALC_BUILD_INCLUDE, '|', "-I");
+    push(a, src);
+    push(a, env_or("CHIRALC_CUDA_RUNTIME", CHIRALC_BUILD_CUDA_RUNTIME));
+    push(a, env_or("CHIRALC_RUNTIME", CHIRALC_BUILD_RUNTIME));
+    const char *cl = getenv("CHIRALC_CUDA_LIBS");
+    if (cl && *cl) push_split(ar, a, cl, ' ', "");
+    else push_split(ar, a, CHIRALC_BUILD_CUDA_LIBS, '|', "");
+    const char *libs = getenv("CHIRALC_LIBS");
+    if (libs && *libs) push_split(ar, a, libs, ' ', "");
+    else push_split(ar, a, CHIRALC_BUILD_LIBS, '|', "");
 }
 
 int cmd_build(IrProgram *p, const BuildOpts *o) {
     Arena *ar = p->arena;
     bool llvm = o->backend && strcmp(o->backend, "llvm") == 0;
+    bool cuda = o->target && strcmp(o->target, "cuda") == 0;
+    const char *nvcc = env_or("CHIRALC_NVCC", CHIRALC_BUILD_NVCC);
+    if (cuda && llvm) {
+        fputs("chiralc: error: --target cuda has its own code generator: --backend llvm is for the CPU\n", stderr);
+        return 2;
+    }
+    if (cuda && !*nvcc) {
+        fputs("chiralc: error: --target cuda: this chiralc was built without CUDA (install the CUDA toolkit, "
+              "nvcc on PATH, and rebuild; or set CHIRALC_NVCC)\n", stderr);
+        return 1;
+    }
     if (llvm && !cg_llvm_available()) {
         fputs("chiralc: error: --backend llvm: this chiralc was built without LLVM (use --backend c, or "
               "install llvm-14-dev and rebuild)\n", stderr);
         return 1;
     }
-    CgOptions co = {.no_fold = o->no_fold};
+    CgOptions co = {.no_fold = o->no_fold, .no_fuse = o->no_fuse};
     CgModel *m = cg_lower(p, &co);
     if (!m) return 1;
     const char *tmpdir = env_or("TMPDIR", "/tmp");
@@ -116,7 +167,12 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
         return 1;
     }
     const char *src = NULL;
-    if (llvm) { /* an object file for the host; the compiler below only links */
+    if (cuda) {
+        if (!cg_write_cuda(m, dir, &src)) {
+            rmdir(dir);
+            return 1;
+        }
+    } else if (llvm) { /* an object file for the host; the compiler below only links */
         src = arena_printf(ar, "%s/%s.o", dir, p->model);
         CgLlvmOptions lo = {.opt = o->opt ? o->opt[2] - '0' : 2};
         if (!cg_write_llvm_object(m, src, &lo)) {
@@ -135,25 +191,29 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
         return 1;
     }
     Argv a = {0};
-    push(&a, env_or("CHIRALC_CC", CHIRALC_BUILD_CC));
-    if (!llvm) {
-        push(&a, "-std=c11");
-        push(&a, o->opt ? o->opt : "-O2");
-        /* the generated code's floating point is the runtime's: no contraction into FMAs,
-         * so that a program gives the same numbers wherever it is compiled */
-        push(&a, "-ffp-contract=off");
+    if (cuda) {
+        cuda_argv(ar, &a, nvcc, src, o);
+    } else {
+        push(&a, env_or("CHIRALC_CC", CHIRALC_BUILD_CC));
+        if (!llvm) {
+            push(&a, "-std=c11");
+            push(&a, o->opt ? o->opt : "-O2");
+            /* the generated code's floating point is the runtime's: no contraction into FMAs,
+             * so that a program gives the same numbers wherever it is compiled */
+            push(&a, "-ffp-contract=off");
+        }
+        const char *cflags = getenv("CHIRALC_CFLAGS");
+        if (cflags) push_split(ar, &a, cflags, ' ', "");
+        else push_split(ar, &a, CHIRALC_BUILD_CFLAGS, '|', "");
+        const char *inc = getenv("CHIRALC_INCLUDE");
+        if (inc && *inc) push_split(ar, &a, inc, ' ', "-I");
+        else push_split(ar, &a, CHIRALC_BUILD_INCLUDE, '|', "-I");
+        push(&a, src);
+        push(&a, env_or("CHIRALC_RUNTIME", CHIRALC_BUILD_RUNTIME));
+        const char *libs = getenv("CHIRALC_LIBS");
+        if (libs && *libs) push_split(ar, &a, libs, ' ', "");
+        else push_split(ar, &a, CHIRALC_BUILD_LIBS, '|', "");
     }
-    const char *cflags = getenv("CHIRALC_CFLAGS");
-    if (cflags) push_split(ar, &a, cflags, ' ', "");
-    else push_split(ar, &a, CHIRALC_BUILD_CFLAGS, '|', "");
-    const char *inc = getenv("CHIRALC_INCLUDE");
-    if (inc && *inc) push_split(ar, &a, inc, ' ', "-I");
-    else push_split(ar, &a, CHIRALC_BUILD_INCLUDE, '|', "-I");
-    push(&a, src);
-    push(&a, env_or("CHIRALC_RUNTIME", CHIRALC_BUILD_RUNTIME));
-    const char *libs = getenv("CHIRALC_LIBS");
-    if (libs && *libs) push_split(ar, &a, libs, ' ', "");
-    else push_split(ar, &a, CHIRALC_BUILD_LIBS, '|', "");
     push(&a, "-o");
     push(&a, tmp);
     int st = run(&a, o->verbose);
@@ -164,7 +224,8 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
             remove_dir(ar, dir, p->model);
             return 1;
         }
-        fprintf(stderr, "chiralc: error: the C compiler failed %s %s (kept for inspection)\n", llvm ? "to link" : "on", src);
+        fprintf(stderr, "chiralc: error: %s failed %s %s (kept for inspection)\n", cuda ? "nvcc" : "the C compiler",
+                llvm ? "to link" : "on", src);
         return 1;
     }
     mode_t mask = umask(0);
@@ -177,6 +238,6 @@ int cmd_build(IrProgram *p, const BuildOpts *o) {
     }
     remove_dir(ar, dir, p->model);
     printf("wrote %s (model %s%s%s%s, %ld parameters)\n", o->output, p->model, o->no_fold ? ", no-fold" : "",
-           p->cfg.baseline ? ", baseline" : "", llvm ? ", llvm" : "", m->params_size);
+           p->cfg.baseline ? ", baseline" : "", llvm ? ", llvm" : cuda ? ", cuda" : "", m->params_size);
     return 0;
 }

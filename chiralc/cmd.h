@@ -26,9 +26,10 @@ int cmd_check(IrProgram *p, const CheckOpts *o);
 
 /* ---- emit.c --------------------------------------------------------------------- */
 typedef struct EmitOpts {
-    const char *target; /* "c", "kir" or "llvm" */
+    const char *target; /* "c", "kir", "llvm" or "cuda" */
     const char *dir;    /* -o DIR; NULL: stdout */
     bool no_fold;
+    bool no_fuse;       /* --no-fuse: CgOptions.no_fuse */
 } EmitOpts;
 int cmd_emit(IrProgram *p, const EmitOpts *o);
 
@@ -36,9 +37,11 @@ int cmd_emit(IrProgram *p, const EmitOpts *o);
 typedef struct BuildOpts {
     const char *output; /* -o PROGRAM */
     bool no_fold;
+    bool no_fuse;       /* --no-fuse: CgOptions.no_fuse */
     bool verbose;       /* print the compiler's command line */
     const char *opt;    /* the C compiler's optimisation flag, "-O2" by default */
     const char *backend; /* "c" (NULL: the default) or "llvm" (codegen/emit_llvm.c) */
+    const char *target; /* "cpu" (NULL: the default) or "cuda" (codegen/emit_cuda.c, nvcc) */
 } BuildOpts;
 int cmd_build(IrProgram *p, const BuildOpts *o);
 

@@ -4,6 +4,7 @@
  *   emit kir  MODEL.net [-o DIR] the kernel IR's text form (stdout, or DIR/MODEL.kir)
  *   emit llvm MODEL.net [-o DIR] the LLVM backend's module, optimised for this host
  *                                (stdout, or DIR/MODEL.ll)
+ *   emit cuda MODEL.net [-o DIR] the CUDA backend's source (stdout, or DIR/MODEL.cu)
  * Without -o, both print to stdout. */
 #include <errno.h>
 #include <stdlib.h>
@@ -35,7 +36,7 @@ int cmd_emit(IrProgram *p, const EmitOpts *o) {
             return 1;
         }
     }
-    CgOptions co = {.no_fold = o->no_fold};
+    CgOptions co = {.no_fold = o->no_fold, .no_fuse = o->no_fuse};
     CgModel *m = cg_lower(p, &co);
     if (!m) return 1;
     if (strcmp(o->target, "kir") == 0) {
@@ -54,6 +55,16 @@ int cmd_emit(IrProgram *p, const EmitOpts *o) {
         if (!o->dir) return cg_emit_llvm(stdout, m, NULL) ? 0 : 1;
         const char *path = NULL;
         if (!cg_write_llvm_ir(m, o->dir, NULL, &path)) return 1;
+        printf("wrote %s\n", path);
+        return 0;
+    }
+    if (strcmp(o->target, "cuda") == 0) {
+        if (!o->dir) {
+            cg_emit_cuda(stdout, m);
+            return 0;
+        }
+        const char *path = NULL;
+        if (!cg_write_cuda(m, o->dir, &path)) return 1;
         printf("wrote %s\n", path);
         return 0;
     }

@@ -2,9 +2,9 @@
  *
  *   chiralc inspect MODEL.net [--after PASS] [--ir] [--table] [--dot FILE]
  *   chiralc check   MODEL.net [--seed S] [--batch B] [--tolerance T]
- *   chiralc emit c|kir|llvm MODEL.net [-o DIR] [--no-fold]
- *   chiralc build   MODEL.net -o PROGRAM [--no-fold] [--verbose] [-O0|-O1|-O2|-O3]
- *                   [--backend c|llvm]
+ *   chiralc emit c|kir|llvm|cuda MODEL.net [-o DIR] [--no-fold] [--no-fuse]
+ *   chiralc build   MODEL.net -o PROGRAM [--no-fold] [--no-fuse] [--verbose] [-O0|-O1|-O2|-O3]
+ *                   [--backend c|llvm] [--target cpu|cuda]
  * and, for both, the compilation options
  *   [--baseline] [--layout joints|pairs] [--neg-ratio R] [--activations paper|mixed]
  *   [--sharing full|paper] [--set NAME=VALUE]... [--train]
@@ -27,8 +27,9 @@ static const char usage_text[] =
     "  inspect   the IR after any pass and the parameters and multiply-adds of the\n"
     "            written network, the paper's sharing and the folded network\n"
     "  check     random folded weights and inputs: the equivariance error (float64)\n"
-    "  emit c|kir|llvm  the generated C source (DIR/MODEL.c), the kernel IR as text,\n"
-    "            or the LLVM module as text (DIR/MODEL.ll)\n"
+    "  emit c|kir|llvm|cuda  the generated C source (DIR/MODEL.c), the kernel IR as\n"
+    "            text, the LLVM module as text (DIR/MODEL.ll), or the CUDA source\n"
+    "            (DIR/MODEL.cu)\n"
     "  build     a standalone program that trains, evaluates, predicts and exports\n"
     "            (compiled for training; PROGRAM --help lists its commands)\n"
     "\n"
@@ -50,16 +51,21 @@ static const char usage_text[] =
     "  --dot FILE     write a Graphviz picture of the graph with every tensor's type\n"
     "\n"
     "emit options:\n"
-    "  -o DIR       write DIR/MODEL.c (emit kir: DIR/MODEL.kir, emit llvm: DIR/MODEL.ll);\n"
+    "  -o DIR       write DIR/MODEL.c (emit kir: DIR/MODEL.kir, emit llvm: DIR/MODEL.ll,\n"
+    "               emit cuda: DIR/MODEL.cu);\n"
     "               default: stdout\n"
     "  --no-fold    dense masked weights instead of the folded blocks (the control)\n"
+    "  --no-fuse    keep every loop kernel as lowered (no fusion pass)\n"
     "\n"
     "build options:\n"
     "  -o PROGRAM   the executable to write (atomically)\n"
     "  --no-fold    dense masked weights (the control)\n"
+    "  --no-fuse    keep every loop kernel as lowered (benchmarks of the fusion pass)\n"
     "  --verbose    print the C compiler's command line\n"
     "  --backend c|llvm  the code generator: the C printer and the system C compiler\n"
     "               (default), or LLVM for the host CPU (linked by the C compiler)\n"
+    "  --target cpu|cuda  where the program runs: the host CPU (default), or an NVIDIA\n"
+    "               GPU (the CUDA printer and nvcc; sm_90 code plus PTX)\n"
     "  -O0 ... -O3  the C compiler's optimisation (default -O2; the results are the\n"
     "               same at every level, -O0 compiles large models much faster)\n"
     "  (environment: CHIRALC_CC, CHIRALC_CFLAGS, CHIRALC_INCLUDE, CHIRALC_RUNTIME,\n"
@@ -117,8 +123,9 @@ static int parse_args(Cli *c, int argc, char **argv) {
     c->train = build; /* a program trains: the training graph is part of it */
     int first = 2;
     if (emit) {
-        if (argc < 3 || (strcmp(argv[2], "c") != 0 && strcmp(argv[2], "kir") != 0 && strcmp(argv[2], "llvm") != 0))
-            return usage_error("emit expects a target, c, kir or llvm (chiralc emit c MODEL.net -o DIR)");
+        if (argc < 3 || (strcmp(argv[2], "c") != 0 && strcmp(argv[2], "kir") != 0 && strcmp(argv[2], "llvm") != 0 &&
+                         strcmp(argv[2], "cuda") != 0))
+            return usage_error("emit expects a target, c, kir, llvm or cuda (chiralc emit c MODEL.net -o DIR)");
         c->emit.target = argv[2];
         first = 3;
     }
@@ -129,7 +136,7 @@ static int parse_args(Cli *c, int argc, char **argv) {
         const char *v = NULL;
         static const char *const with_value[] = {"--after", "--dot", "--layout", "--activations",
                                                  "--sharing", "--neg-ratio", "--set", "--seed",
-                                                 "--batch", "--tolerance", "--backend"};
+                                                 "--batch", "--tolerance", "--backend", "--target"};
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
             if (strcmp(a, with_value[k]) == 0) {
                 if (i + 1 >= argc) return usage_error("option '%s' needs a value", a);
@@ -147,15 +154,23 @@ static int parse_args(Cli *c, int argc, char **argv) {
             c->emit.dir = argv[++i];
         } else if (emit && strcmp(a, "--no-fold") == 0) {
             c->emit.no_fold = true;
+        } else if (emit && strcmp(a, "--no-fuse") == 0) {
+            c->emit.no_fuse = true;
         } else if (build && strcmp(a, "-o") == 0) {
             if (i + 1 >= argc) return usage_error("option '-o' needs a value");
             c->build.output = argv[++i];
         } else if (build && strcmp(a, "--no-fold") == 0) {
             c->build.no_fold = true;
+        } else if (build && strcmp(a, "--no-fuse") == 0) {
+            c->build.no_fuse = true;
         } else if (build && strcmp(a, "--backend") == 0) {
             if (strcmp(v, "c") != 0 && strcmp(v, "llvm") != 0)
                 return usage_error("--backend expects c or llvm, got '%s'", v);
             c->build.backend = v;
+        } else if (build && strcmp(a, "--target") == 0) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+                return usage_error("--target expects cpu or cuda, got '%s'", v);
+            c->build.target = v;
         } else if (build && strcmp(a, "--verbose") == 0) {
             c->build.verbose = true;
         } else if (build && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0 ||

@@ -88,7 +88,7 @@ typedef struct KirIndex {
     X(SIGMOID, "sigmoid", 1)                                                             \
     X(ADD, "add", 2) X(SUB, "sub", 2) X(MUL, "mul", 2) X(DIV, "div", 2) X(MIN, "min", 2)  \
     X(MAX, "max", 2) X(LT, "lt", 2) X(LE, "le", 2) X(GT, "gt", 2) X(GE, "ge", 2)           \
-    X(SELECT, "select", 3) X(SUM, "sum", 1) X(RMAX, "rmax", 1)
+    X(SELECT, "select", 3) X(SUM, "sum", 1) X(RMAX, "rmax", 1) X(VAL, "val", 0)
 typedef enum KirEop {
 #define X(e, name, k) KIR_E_##e,
     KIR_EXPRS(X)
@@ -106,7 +106,10 @@ extern const int kir_eop_arity[KIR_NUM_EOPS];
  *   u >= p ? 1/(1-p) : 0 when dropout is on at run time, 1 when it is off;
  *   compares give 1 or 0; SELECT(c, a, b) = c != 0 ? a : b;
  *   SUM / RMAX reduce their operand over the kernel's reduction axis (var KIR_RVAR);
- *   reductions do not nest. */
+ *   reductions do not nest;
+ *   VAL the value that store `slot` (< this store's) of the same kernel computed at
+ *   this point: fusion (fuse.c) turns a load of what an earlier kernel stored at the
+ *   same point into it. */
 typedef struct KirExpr KirExpr;
 struct KirExpr {
     KirEop op;
@@ -115,6 +118,7 @@ struct KirExpr {
     KirIndex idx;    /* LOAD; DROPMASK: the counter (buf -1) */
     int tab, var;    /* TAB */
     uint64_t stream; /* DROPMASK */
+    int slot;        /* VAL */
 };
 
 /* Adds the distinct reductions (sum, rmax) of x, outermost first, to red[n..]: a backend
@@ -137,7 +141,9 @@ typedef struct KirGemm {
 } KirGemm;
 
 /* At every point of the index space (var 0 outermost), the stores run in
- * order: a later store may load what an earlier one stored at the same point. */
+ * order: a later store may load what an earlier one stored at the same point, or
+ * take its value (KIR_E_VAL). A store with idx.buf == -1 (a "let", made by fusion)
+ * writes no memory: its value exists only for the later stores of the point. */
 typedef struct KirStore {
     KirIndex idx;
     KirExpr *e;
@@ -215,6 +221,15 @@ KirStep *kir_loop(KirProgram *k, KirFn f, const char *label, int ndims, const Ki
 void kir_loop_red(KirStep *s, KirDim red);
 void kir_store(KirProgram *k, KirStep *s, KirIndex idx, KirExpr *e);
 
+/* Whether the outer iterations (i0) of a loop kernel are independent: no two of them
+ * touch the same element of a buffer the kernel writes. Such a kernel may run its i0
+ * blocks on several cores (C and LLVM: rt_parallel_for) or one i0 per GPU thread. */
+bool kir_loop_parallel(const KirProgram *k, const KirLoop *l);
+/* The kernel's work in points (times the reduction's length), for the decision
+ * whether waking other cores pays: the product of the extents, batch-scaled when any
+ * of them is (never N^2: a batch-scaled reduction counts once). */
+KirDim kir_loop_work(const KirLoop *l);
+
 /* The stable text form (chiralc emit kir). */
 void kir_print(FILE *out, const KirProgram *k);
 /* Structural checks, and every index in bounds for batch 1 and 3 (guarded loads
@@ -229,6 +244,7 @@ long kir_dim(KirDim d, long batch);
 
 typedef struct CgOptions {
     bool no_fold;    /* dense masked weights W = S_out blockdiag(A, B) Q_in, one GEMM per tap */
+    bool no_fuse;    /* keep every loop kernel as lowered (fuse.c off: benchmarks, tests) */
 } CgOptions;
 
 /* A lowered model: the kernel IR plus where every folded parameter of the graph
@@ -280,6 +296,15 @@ typedef struct CgExport {
  * (params, state -> dense; no temporaries) and sets m->dense. cg_lower calls it. */
 void cg_export_lower(CgModel *m);
 
+/* ---- fuse.c: loop fusion, a kernel IR pass ---------------------------------------------- */
+
+/* Merges chains of loop kernels over the same index space (docs/kernel-ir.md "Fusion"):
+ * a consumer that reads what its producer stored at the same point takes the value
+ * instead, and an intermediate nobody else reads (in the function or in its backward)
+ * becomes a let, so it is never written to memory. cg_lower runs it after lowering,
+ * before the memory plan, unless CgOptions.no_fuse. Returns the number of merges. */
+int cg_fuse(KirProgram *k);
+
 /* ---- plan.c: the static memory plan ----------------------------------------------- */
 
 /* Liveness (first and last step of the one function that touches a temporary)
@@ -304,6 +329,23 @@ typedef struct CgEmitOptions {
 void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o);
 /* Writes DIR/MODEL.c atomically; false after reporting through prog->diag. */
 bool cg_write_c(const CgModel *m, const char *dir, const char **path_out);
+/* The descriptor's host-side tables (initial values, parameter, input and output tables,
+ * the dense table and the graph's JSON), valid C and C++: the CUDA printer's too. */
+void cg_emit_c_host_tables(FILE *out, const CgModel *m);
+
+/* ---- emit_cuda.c: the CUDA backend ------------------------------------------------------ */
+
+/* One readable .cu file (nvcc, C++) of the same kernel IR: a __global__ kernel per loop
+ * step, a cuBLAS call per GEMM step, host functions that launch them on the runtime's
+ * stream (runtime/cuda/rt_cuda.h) and the RtModel descriptor; every RtExec pointer is
+ * GPU memory. Needs no CUDA on the machine that prints it. */
+void cg_emit_cuda(FILE *out, const CgModel *m);
+/* Writes DIR/MODEL.cu atomically; false after reporting through prog->diag. */
+bool cg_write_cuda(const CgModel *m, const char *dir, const char **path_out);
+/* Whether the points of a loop kernel may run at once, one GPU thread each: proven from
+ * the indices (no point touches what another writes); else the printer runs the kernel
+ * one thread per i0 (kir_loop_parallel) or in one thread. Exposed for the tests. */
+bool cg_cuda_points_independent(const KirProgram *k, const KirLoop *l);
 
 /* ---- emit_llvm.c: the LLVM backend ---------------------------------------------------- */
 

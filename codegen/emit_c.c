@@ -122,6 +122,7 @@ static void expr_c(E *e, const KirExpr *x) {
         fputc(']', out);
         return;
     case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_c[x->var]); return;
+    case KIR_E_VAL: fprintf(out, "v%d", x->slot); return;
     case KIR_E_BATCH: fprintf(out, "(%s)N", ty_c(e)); return;
     case KIR_E_MOMENTUM:
         fprintf(out, "(x->bn_momentum >= 0 ? (%s)x->bn_momentum : ", ty_c(e));
@@ -198,7 +199,31 @@ static void mat_c(E *e, const KirMat *m, bool batched) {
     fprintf(e->out, ", %ld", m->ld);
 }
 
-static void step_c(E *e, int i, const KirStep *s) {
+static bool uses_val(const KirExpr *x, int slot) {
+    if (x->op == KIR_E_VAL) return x->slot == slot;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (uses_val(x->a[i], slot)) return true;
+    return false;
+}
+
+/* The name of the outlined body of a parallel loop kernel (see function_c). */
+static const char *outlined_name(KirFn f, int i) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s_s%d", kir_fn_name[f], i);
+    return buf;
+}
+/* Whether step i of f runs through rt_parallel_for: the functions of a batch only
+ * (prepare and densify run once). */
+static bool outlined(const KirProgram *k, KirFn f, const KirStep *s) {
+    return s->kind == KIR_STEP_LOOP && f != KIR_FN_PREPARE && f != KIR_FN_DENSIFY && kir_loop_parallel(k, &s->l);
+}
+
+/* A step; body: the loop kernel's nest for i0 in [lo, hi) (an outlined body), at one
+ * indentation level. */
+static void step_c_at(E *e, int i, const KirStep *s, bool body);
+static void step_c(E *e, int i, const KirStep *s) { step_c_at(e, i, s, false); }
+
+static void step_c_at(E *e, int i, const KirStep *s, bool body) {
     FILE *out = e->out;
     fprintf(out, "    /* s%d: %s */\n", i, s->label);
     if (s->kind == KIR_STEP_GEMM) {
@@ -223,6 +248,10 @@ static void step_c(E *e, int i, const KirStep *s) {
     const KirLoop *l = &s->l;
     for (int d = 0; d < l->ndims; d++) {
         indent(out, d + 1);
+        if (d == 0 && body) {
+            fprintf(out, "for (int64_t i0 = lo; i0 < hi; i0++)%s\n", l->ndims == 1 ? " {" : "");
+            continue;
+        }
         fprintf(out, "for (int64_t %s = 0; %s < ", var_c[d], var_c[d]);
         dim_c(out, l->ext[d]);
         fprintf(out, "; %s++)%s\n", var_c[d], d + 1 == l->ndims ? " {" : "");
@@ -254,11 +283,22 @@ static void step_c(E *e, int i, const KirStep *s) {
             e->nred = saved;
             fputs(";\n", out);
         }
+        /* a let, or a store whose value a later store takes (fusion): a local first */
+        bool named = st->idx.buf < 0;
+        for (int q = j + 1; q < l->nst && !named; q++) named = uses_val(l->st[q].e, j);
         indent(out, ind);
+        if (named) {
+            fprintf(out, "const %s v%d = ", ty_c(e), j);
+            expr_c(e, st->e);
+            fputs(";\n", out);
+            if (st->idx.buf < 0) continue;
+            indent(out, ind);
+        }
         fprintf(out, "b%d[", st->idx.buf);
         index_c(e, &st->idx);
         fputs("] = ", out);
-        expr_c(e, st->e);
+        if (named) fprintf(out, "v%d", j);
+        else expr_c(e, st->e);
         fputs(";\n", out);
     }
     indent(out, l->ndims);
@@ -300,6 +340,8 @@ static void mark_tabs(bool *used, const KirExpr *x) {
 }
 
 static void densify_c(E *e);
+static void mark_step(const KirProgram *k, const KirStep *s, bool *used, bool *written);
+static void decl_bufs(E *e, const bool *used, const bool *written);
 
 static void function_c(E *e, KirFn f) {
     if (f == KIR_FN_DENSIFY) { /* its own signature: not a forward pass */
@@ -314,21 +356,62 @@ static void function_c(E *e, KirFn f) {
     FILE *out = e->out;
     bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
     bool *written = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
-    memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
-    memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    /* the parallel loop kernels' bodies first: fn(ctx = x, lo, hi) for rt_parallel_for */
     for (int i = 0; i < fn->nsteps; i++) {
         const KirStep *s = &fn->steps[i];
-        if (s->kind == KIR_STEP_GEMM) {
-            used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
-            written[s->g.c.buf] = true;
+        if (!outlined(k, f, s)) continue;
+        mark_step(k, s, used, written);
+        fprintf(out, "\nstatic void %s(void *ctx, int64_t lo, int64_t hi) {\n    RtExec *x = ctx;\n", outlined_name(f, i));
+        decl_bufs(e, used, written);
+        step_c_at(e, i, s, true);
+        fputs("}\n", out);
+    }
+    memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    for (int i = 0; i < fn->nsteps; i++)
+        if (!outlined(k, f, &fn->steps[i])) mark_step(NULL, &fn->steps[i], used, written);
+    fprintf(out, "\nstatic void %s(RtExec *x) {\n", kir_fn_name[f]);
+    decl_bufs(e, used, written);
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStep *s = &fn->steps[i];
+        if (!outlined(k, f, s)) {
+            step_c(e, i, s);
             continue;
         }
-        for (int j = 0; j < s->l.nst; j++) {
-            used[s->l.st[j].idx.buf] = written[s->l.st[j].idx.buf] = true;
-            mark(used, s->l.st[j].e);
-        }
+        KirDim w = kir_loop_work(&s->l);
+        fprintf(out, "    /* s%d: %s */\n    rt_parallel_for(%s, x, ", i, s->label, outlined_name(f, i));
+        dim_c(out, s->l.ext[0]);
+        fputs(", ", out);
+        dim_c(out, w);
+        fputs(");\n", out);
     }
-    fprintf(out, "\nstatic void %s(RtExec *x) {\n", kir_fn_name[f]);
+    fputs("}\n", out);
+    sup_free(used);
+    sup_free(written);
+}
+
+/* Marks the buffers step s reads (used) and writes (written); with k, clears both first. */
+static void mark_step(const KirProgram *k, const KirStep *s, bool *used, bool *written) {
+    if (k) {
+        memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+        memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    }
+    if (s->kind == KIR_STEP_GEMM) {
+        used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
+        written[s->g.c.buf] = true;
+        return;
+    }
+    for (int j = 0; j < s->l.nst; j++) {
+        int b = s->l.st[j].idx.buf;
+        if (b >= 0) used[b] = written[b] = true;
+        mark(used, s->l.st[j].e);
+    }
+}
+
+/* N and a pointer per buffer in used (const unless written), from x. */
+static void decl_bufs(E *e, const bool *used, const bool *written) {
+    const KirProgram *k = e->k;
+    FILE *out = e->out;
     fputs("    const int64_t N = x->batch;\n    (void)N;\n", out);
     for (int b = 0; b < k->nbufs; b++) {
         if (!used[b]) continue;
@@ -353,10 +436,6 @@ static void function_c(E *e, KirFn f) {
         }
         fprintf(out, "; /* %s */\n", x->name);
     }
-    for (int i = 0; i < fn->nsteps; i++) step_c(e, i, &fn->steps[i]);
-    fputs("}\n", out);
-    sup_free(used);
-    sup_free(written);
 }
 
 /* ---- the dense export (codegen/export.c) -------------------------------------------------- */
@@ -366,10 +445,10 @@ static void function_c(E *e, KirFn f) {
  * graph's JSON, as string pieces one line each (readable in the file). */
 static void str_c(FILE *out, const char *s);
 static void str_c_n(FILE *out, const char *s, size_t n);
+static void dense_tables_c(E *e);
 
 static void densify_c(E *e) {
     const KirProgram *k = e->k;
-    const CgExport *x = e->m->dense;
     FILE *out = e->out;
     fputs("\n/* the dense export: every layer's weights in PyTorch's layout (RtModel.densify) */\n"
           "static void densify_fn(const RtModel *m, const float *params, const float *state, float *dense) {\n"
@@ -386,6 +465,13 @@ static void densify_c(E *e) {
     const KirFunc *fn = &k->fn[KIR_FN_DENSIFY];
     for (int i = 0; i < fn->nsteps; i++) step_c(e, i, &fn->steps[i]);
     fputs("}\n\n", out);
+    dense_tables_c(e);
+}
+
+/* The dense table and the graph's JSON (also the CUDA backend's: cg_emit_c_host_tables). */
+static void dense_tables_c(E *e) {
+    const CgExport *x = e->m->dense;
+    FILE *out = e->out;
     fprintf(out, "static const RtModelDense dense_table[%d] = {\n", x && x->n > 0 ? x->n : 1);
     for (int i = 0; x && i < x->n; i++) {
         const CgDense *d = &x->t[i];
@@ -705,6 +791,20 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
             has_backward(&e) ? "backward_fn" : "NULL");
     fputs("};\n\n"
           "const RtModel *rt_model_get(void) { return &model; }\n", out);
+}
+
+/* The host-side tables of the descriptor, shared with the CUDA printer (emit_cuda.c),
+ * whose file nvcc compiles as C++: what this file prints is valid in both languages. */
+void cg_emit_c_host_tables(FILE *out, const CgModel *m) {
+    E e = {.out = out, .m = m, .k = m->k};
+    const IrProgram *p = m->prog;
+    dense_tables_c(&e);
+    init_c(&e);
+    fputs("\n", out);
+    params_c(&e, false);
+    params_c(&e, true);
+    io_c(&e, "input", p->inputs, m->input_frames, p->ninputs);
+    io_c(&e, "output", p->outputs, m->output_frames, p->noutputs);
 }
 
 bool cg_write_c(const CgModel *m, const char *dir, const char **path_out) {

@@ -84,8 +84,8 @@ typedef struct L {
     LLVMTypeRef v, i1, i8, i32, i64, f32, f64, pi8, pf32, pexec;
     LLVMTypeRef exec_ty, io_ty, param_ty, dense_ty, train_ty, model_ty;
     LLVMTypeRef kfn_ty;     /* void (const RtModel *, RtExec *) */
-    LLVMTypeRef sgemm_ty, keep_ty, normal_ty, math_ty, dropmask_ty;
-    LLVMValueRef sgemm, keep, normal, dropmask;
+    LLVMTypeRef sgemm_ty, keep_ty, normal_ty, math_ty, dropmask_ty, par_ty, body_ty;
+    LLVMValueRef sgemm, keep, normal, dropmask, par;
     LLVMValueRef *tabs;     /* by table: its global, made on first use */
     /* the function being built */
     LLVMValueRef fn, exec, N;
@@ -94,6 +94,7 @@ typedef struct L {
     const KirExpr *red[16];
     LLVMValueRef redv[16];
     int nred;
+    LLVMValueRef *vals;     /* the loop kernel being built: each store's value (KIR_E_VAL) */
     /* the loop kernel being built: by buffer, its alias.scope and noalias lists
      * (NULL outside loop kernels and for buffers the step does not touch) */
     LLVMValueRef *scope, *noalias;
@@ -159,9 +160,9 @@ typedef struct Loop {
     LLVMValueRef slot, iv;
     LLVMBasicBlockRef head, exit;
 } Loop;
-static LLVMValueRef loop_open(L *l, Loop *lp, LLVMValueRef n, const char *name) {
+static LLVMValueRef loop_open_from(L *l, Loop *lp, LLVMValueRef start, LLVMValueRef n, const char *name) {
     lp->slot = alloca_of(l, l->i64, name);
-    LLVMBuildStore(l->b, ci64(l, 0), lp->slot);
+    LLVMBuildStore(l->b, start, lp->slot);
     lp->head = LLVMAppendBasicBlockInContext(l->cx, l->fn, name);
     LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(l->cx, l->fn, "body");
     lp->exit = LLVMAppendBasicBlockInContext(l->cx, l->fn, "done");
@@ -171,6 +172,9 @@ static LLVMValueRef loop_open(L *l, Loop *lp, LLVMValueRef n, const char *name) 
     LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntSLT, lp->iv, n, ""), body, lp->exit);
     LLVMPositionBuilderAtEnd(l->b, body);
     return lp->iv;
+}
+static LLVMValueRef loop_open(L *l, Loop *lp, LLVMValueRef n, const char *name) {
+    return loop_open_from(l, lp, ci64(l, 0), n, name);
 }
 static void loop_close(L *l, Loop *lp) {
     LLVMBuildStore(l->b, LLVMBuildNSWAdd(l->b, lp->iv, ci64(l, 1), ""), lp->slot);
@@ -288,6 +292,12 @@ static void build_types(L *l) {
     l->normal = add_fn(l, "rt_rng_normal", l->normal_ty, false);
     LLVMTypeRef m1[] = {l->f32};
     l->math_ty = LLVMFunctionType(l->f32, m1, 1, false);
+    /* rt_parallel_for(fn, ctx, n, work) and the outlined bodies fn(ctx, lo, hi) */
+    LLVMTypeRef bp[] = {l->pi8, l->i64, l->i64};
+    l->body_ty = LLVMFunctionType(l->v, bp, 3, false);
+    LLVMTypeRef pp[] = {l->pi8, l->pi8, l->i64, l->i64};
+    l->par_ty = LLVMFunctionType(l->v, pp, 4, false);
+    l->par = add_fn(l, "rt_parallel_for", l->par_ty, false);
 }
 
 /* ---- expressions ---------------------------------------------------------------------------- */
@@ -401,6 +411,7 @@ static LLVMValueRef expr_v(L *l, const KirExpr *x) {
         return LLVMBuildSelect(b, in, v, cf32(l, 0), "");
     }
     case KIR_E_TAB: return tab_at(l, x->tab, x->var);
+    case KIR_E_VAL: return l->vals[x->slot];
     case KIR_E_BATCH: return LLVMBuildSIToFP(b, l->N, l->f32, "");
     case KIR_E_MOMENTUM: {
         LLVMValueRef mom = exec_field(l, l->exec, X_MOMENTUM, l->f64);
@@ -492,7 +503,7 @@ static void scopes_open(L *l, const KirLoop *lp) {
     bool *used = sup_malloc(sizeof(bool) * (size_t)(nb + 1));
     memset(used, 0, sizeof(bool) * (size_t)(nb + 1));
     for (int j = 0; j < lp->nst; j++) {
-        used[lp->st[j].idx.buf] = true;
+        if (lp->st[j].idx.buf >= 0) used[lp->st[j].idx.buf] = true;
         mark(used, lp->st[j].e);
     }
     char name[64];
@@ -526,11 +537,16 @@ static void scopes_close(L *l) {
     for (int b = 0; b < l->k->nbufs; b++) l->scope[b] = l->noalias[b] = NULL;
 }
 
-static void loop_v(L *l, const KirLoop *lp) {
+/* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi). */
+static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
     scopes_open(l, lp);
+    LLVMValueRef *vals = sup_malloc(sizeof(LLVMValueRef) * (size_t)(lp->nst + 1));
+    l->vals = vals;
     Loop lo[KIR_MAX_DIMS];
-    for (int d = 0; d < lp->ndims; d++) l->var[d] = loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
+    for (int d = 0; d < lp->ndims; d++)
+        l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
+                                    : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
     for (int j = 0; j < lp->nst; j++) {
         const KirStore *st = &lp->st[j];
         l->nred = 0;
@@ -553,17 +569,25 @@ static void loop_v(L *l, const KirLoop *lp) {
             l->redv[r] = LLVMBuildFPTrunc(l->b, LLVMBuildLoad2(l->b, l->f64, acc, ""), l->f32, "");
         }
         LLVMValueRef v = expr_v(l, st->e);
-        store_at(l, st->idx.buf, index_v(l, &st->idx), v);
+        vals[j] = v;
+        if (st->idx.buf >= 0) store_at(l, st->idx.buf, index_v(l, &st->idx), v); /* else a let */
     }
     for (int d = lp->ndims - 1; d >= 0; d--) loop_close(l, &lo[d]);
     scopes_close(l);
+    l->vals = NULL;
+    sup_free(vals);
 }
 
-static void steps_v(L *l, const KirFunc *fn) {
+/* outl: by step, the outlined body of a parallel loop kernel (NULL: inline). */
+static void steps_v(L *l, const KirFunc *fn, LLVMValueRef *outl) {
     for (int i = 0; i < fn->nsteps; i++) {
         const KirStep *s = &fn->steps[i];
         if (s->kind == KIR_STEP_GEMM) gemm_v(l, &s->g);
-        else loop_v(l, &s->l);
+        else if (outl && outl[i]) {
+            LLVMValueRef a[4] = {LLVMBuildBitCast(l->b, outl[i], l->pi8, ""), LLVMBuildBitCast(l->b, l->exec, l->pi8, ""),
+                                 dim_v(l, s->l.ext[0]), dim_v(l, kir_loop_work(&s->l))};
+            LLVMBuildCall2(l->b, l->par_ty, l->par, a, 4, "");
+        } else loop_v(l, &s->l, NULL, NULL);
     }
 }
 
@@ -585,27 +609,69 @@ static LLVMValueRef io_ptr(L *l, int field, int io) {
     return LLVMBuildBitCast(l->b, p, l->pf32, "");
 }
 
-/* One kernel IR function as `void NAME(const RtModel *, RtExec *)`. */
+static void mark_step(const KirStep *s, bool *used) {
+    if (s->kind == KIR_STEP_GEMM) {
+        used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
+        return;
+    }
+    for (int j = 0; j < s->l.nst; j++) {
+        if (s->l.st[j].idx.buf >= 0) used[s->l.st[j].idx.buf] = true;
+        mark(used, s->l.st[j].e);
+    }
+}
+
+static void bufs_v(L *l, const bool *used);
+
+/* The outlined body of a parallel loop kernel (the C backend's NAME_sI):
+ * void (i8 *x, i64 lo, i64 hi), i0 over [lo, hi), for rt_parallel_for. */
+static LLVMValueRef outlined_v(L *l, KirFn f, int i, const KirStep *s) {
+    const KirProgram *k = l->k;
+    char name[64];
+    snprintf(name, sizeof name, "%s_s%d", kir_fn_name[f], i);
+    LLVMValueRef fv = add_fn(l, name, l->body_ty, true);
+    fn_begin(l, fv);
+    l->exec = LLVMBuildBitCast(l->b, LLVMGetParam(fv, 0), l->pexec, "x");
+    l->N = exec_field(l, l->exec, X_BATCH, l->i64);
+    bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
+    memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+    mark_step(s, used);
+    bufs_v(l, used);
+    sup_free(used);
+    loop_v(l, &s->l, LLVMGetParam(fv, 1), LLVMGetParam(fv, 2));
+    fn_end(l);
+    return fv;
+}
+
+/* One kernel IR function as `void NAME(const RtModel *, RtExec *)`; its parallel loop
+ * kernels (the functions of a batch: not prepare) outlined and run by rt_parallel_for. */
 static LLVMValueRef function_v(L *l, KirFn f) {
     const KirProgram *k = l->k;
     const KirFunc *fn = &k->fn[f];
+    LLVMValueRef *outl = sup_malloc(sizeof(LLVMValueRef) * (size_t)(fn->nsteps + 1));
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStep *s = &fn->steps[i];
+        outl[i] = s->kind == KIR_STEP_LOOP && f != KIR_FN_PREPARE && kir_loop_parallel(k, &s->l) ? outlined_v(l, (KirFn)f, i, s)
+                                                                                                 : NULL;
+    }
     LLVMValueRef fv = add_fn(l, kir_fn_name[f], l->kfn_ty, true);
     fn_begin(l, fv);
     l->exec = LLVMGetParam(fv, 1);
     l->N = exec_field(l, l->exec, X_BATCH, l->i64);
     bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
-    for (int i = 0; i < fn->nsteps; i++) {
-        const KirStep *s = &fn->steps[i];
-        if (s->kind == KIR_STEP_GEMM) {
-            used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
-            continue;
-        }
-        for (int j = 0; j < s->l.nst; j++) {
-            used[s->l.st[j].idx.buf] = true;
-            mark(used, s->l.st[j].e);
-        }
-    }
+    for (int i = 0; i < fn->nsteps; i++)
+        if (!outl[i]) mark_step(&fn->steps[i], used);
+    bufs_v(l, used);
+    sup_free(used);
+    steps_v(l, fn, outl);
+    sup_free(outl);
+    fn_end(l);
+    return fv;
+}
+
+/* l->buf[b] for every used buffer, from l->exec. */
+static void bufs_v(L *l, const bool *used) {
+    const KirProgram *k = l->k;
     LLVMValueRef arena = NULL;
     for (int b = 0; b < k->nbufs; b++) {
         l->buf[b] = NULL;
@@ -634,10 +700,6 @@ static LLVMValueRef function_v(L *l, KirFn f) {
         l->buf[b] = LLVMTypeOf(p) == l->pf32 ? p : LLVMBuildBitCast(l->b, p, l->pf32, "");
         LLVMSetValueName2(l->buf[b], x->name, strlen(x->name));
     }
-    sup_free(used);
-    steps_v(l, fn);
-    fn_end(l);
-    return fv;
 }
 
 /* densify_fn(m, params, state, dense): reads params and state, writes dense; no batch. */
@@ -654,7 +716,7 @@ static LLVMValueRef densify_v(L *l) {
                     : kd == KIR_BUF_DENSE                   ? LLVMGetParam(fv, 3)
                                                             : NULL;
     }
-    steps_v(l, &k->fn[KIR_FN_DENSIFY]);
+    steps_v(l, &k->fn[KIR_FN_DENSIFY], NULL);
     fn_end(l);
     return fv;
 }

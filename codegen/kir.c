@@ -226,6 +226,7 @@ static void print_expr(FILE *out, const KirExpr *e) {
         print_index(out, &e->idx);
         fputc(')', out);
         return;
+    case KIR_E_VAL: fprintf(out, "v%d", e->slot); return;
     default: break;
     }
     fprintf(out, "%s(", kir_eop_name[e->op]);
@@ -234,6 +235,13 @@ static void print_expr(FILE *out, const KirExpr *e) {
         print_expr(out, e->a[i]);
     }
     fputc(')', out);
+}
+
+static bool expr_uses_val(const KirExpr *e, int slot) {
+    if (e->op == KIR_E_VAL) return e->slot == slot;
+    for (int i = 0; i < kir_eop_arity[e->op]; i++)
+        if (expr_uses_val(e->a[i], slot)) return true;
+    return false;
 }
 
 static void print_mat(FILE *out, const KirMat *m, bool batched) {
@@ -300,8 +308,15 @@ void kir_print(FILE *out, const KirProgram *k) {
             if (l->has_red) fputs(" reduce r < ", out), print_dim(out, l->red);
             fputc('\n', out);
             for (int j = 0; j < l->nst; j++) {
+                /* a let prints as "v2 = ...", a store whose value a later one takes as "v2: b5[...] = ..." */
                 fputs("      ", out);
-                print_index(out, &l->st[j].idx);
+                if (l->st[j].idx.buf < 0) fprintf(out, "v%d", j);
+                else {
+                    bool named = false;
+                    for (int q = j + 1; q < l->nst && !named; q++) named = expr_uses_val(l->st[q].e, j);
+                    if (named) fprintf(out, "v%d: ", j);
+                    print_index(out, &l->st[j].idx);
+                }
                 fputs(" = ", out);
                 print_expr(out, l->st[j].e);
                 fputc('\n', out);
@@ -323,6 +338,7 @@ typedef struct Ver {
     const KirProgram *k;
     const char **why;
     const char *where;
+    int store;           /* the store being checked: a VAL must name an earlier one */
     long ext[KIR_NVARS]; /* extents of the variables for the current batch (0: unused) */
     long batch;
 } Ver;
@@ -411,6 +427,10 @@ static bool check_expr(Ver *v, const KirExpr *e, bool in_red) {
         if (e->var == KIR_RVAR && !in_red) return bad(v, "the reduction variable outside a reduction");
         return true;
     }
+    case KIR_E_VAL:
+        if (e->slot < 0 || e->slot >= v->store) return bad(v, "a value of a store that does not come earlier");
+        if (in_red) return bad(v, "a store's value inside a reduction");
+        return true;
     case KIR_E_SUM:
     case KIR_E_RMAX:
         if (in_red) return bad(v, "nested reductions");
@@ -468,6 +488,7 @@ bool kir_verify(const KirProgram *k, const char **why) {
                 if (l->nst == 0) return bad(&v, "a loop without stores");
                 for (int j = 0; j < l->nst; j++) {
                     if (l->st[j].idx.coef[KIR_RVAR]) return bad(&v, "a store indexed by the reduction variable");
+                    v.store = j;
                     if (!check_index(&v, &l->st[j].idx, false) || !check_expr(&v, l->st[j].e, false))
                         return false;
                 }
@@ -486,4 +507,85 @@ int kir_collect_reductions(const KirExpr *x, const KirExpr **red, int n, int max
     }
     for (int i = 0; i < kir_eop_arity[x->op]; i++) n = kir_collect_reductions(x->a[i], red, n, max);
     return n;
+}
+
+/* ---- the loop kernels' parallelism ------------------------------------------------------ */
+
+/* The range of x - coef[0] * i0 over the other variables (static extents) and the
+ * tables; false when it cannot be bounded without i0 (a table on i0, a batch-scaled
+ * extent of another variable). */
+static bool rest_range(const KirProgram *k, const KirLoop *l, const KirIndex *x, long *lo, long *hi) {
+    *lo = *hi = x->off;
+    for (int v = 1; v < KIR_NVARS; v++) {
+        if (!x->coef[v]) continue;
+        KirDim d = v == KIR_RVAR ? l->red : v < l->ndims ? l->ext[v] : (KirDim){0, false};
+        if (d.batch || d.n <= 0) return false;
+        long span = x->coef[v] * (d.n - 1);
+        if (span > 0) *hi += span;
+        else *lo += span;
+    }
+    for (int t = 0; t < x->ntab; t++) {
+        const KirTerm *tm = &x->tab[t];
+        if (tm->var == 0) return false;
+        KirDim d = tm->var == KIR_RVAR ? l->red : l->ext[tm->var];
+        if (d.batch) return false;
+        const KirTab *tb = &k->tabs[tm->tab];
+        long mn = tb->i[0], mx = tb->i[0];
+        for (long j = 1; j < d.n && j < tb->n; j++) {
+            if (tb->i[j] < mn) mn = tb->i[j];
+            if (tb->i[j] > mx) mx = tb->i[j];
+        }
+        long a = tm->coef * mn, b = tm->coef * mx;
+        *lo += a < b ? a : b;
+        *hi += a < b ? b : a;
+    }
+    return true;
+}
+
+typedef struct Win {
+    long c, lo, hi;
+    bool set, ok;
+} Win;
+
+/* Widens the window of buffer x->buf by one access. */
+static void win_add(const KirProgram *k, const KirLoop *l, Win *w, const KirIndex *x) {
+    long lo, hi;
+    if (!w->ok) return;
+    if (x->coef[0] == 0 || !rest_range(k, l, x, &lo, &hi) || (w->set && w->c != x->coef[0])) {
+        w->ok = false;
+        return;
+    }
+    if (!w->set) w->c = x->coef[0], w->lo = lo, w->hi = hi, w->set = true;
+    if (lo < w->lo) w->lo = lo;
+    if (hi > w->hi) w->hi = hi;
+}
+static void win_expr(const KirProgram *k, const KirLoop *l, Win *w, const KirExpr *e) {
+    if (e->op == KIR_E_LOAD && e->idx.buf >= 0 && w[e->idx.buf].set) win_add(k, l, &w[e->idx.buf], &e->idx);
+    for (int i = 0; i < kir_eop_arity[e->op]; i++) win_expr(k, l, w, e->a[i]);
+}
+
+bool kir_loop_parallel(const KirProgram *k, const KirLoop *l) {
+    if (!l->ext[0].batch && l->ext[0].n < 2) return false;
+    Win *w = sup_malloc(sizeof(Win) * (size_t)(k->nbufs + 1));
+    memset(w, 0, sizeof(Win) * (size_t)(k->nbufs + 1));
+    for (int j = 0; j < l->nst; j++) { /* the written buffers first: each i0 has a window of them */
+        int b = l->st[j].idx.buf;
+        if (b < 0) continue;
+        if (!w[b].set) w[b].ok = true;
+        win_add(k, l, &w[b], &l->st[j].idx);
+        w[b].set = true;
+    }
+    for (int j = 0; j < l->nst; j++) win_expr(k, l, w, l->st[j].e);
+    bool par = true;
+    for (int b = 0; b < k->nbufs; b++) /* windows of consecutive i0 must not overlap */
+        if (w[b].set && (!w[b].ok || w[b].hi - w[b].lo >= (w[b].c < 0 ? -w[b].c : w[b].c))) par = false;
+    sup_free(w);
+    return par;
+}
+
+KirDim kir_loop_work(const KirLoop *l) {
+    KirDim w = {1, false};
+    for (int d = 0; d < l->ndims; d++) w.n *= l->ext[d].n, w.batch |= l->ext[d].batch;
+    if (l->has_red) w.n *= l->red.n, w.batch |= l->red.batch;
+    return w;
 }

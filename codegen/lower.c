@@ -1052,6 +1052,7 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
     }
     k->bufs[m->prep_buf].fixed = m->prep_size;
     cg_export_lower(m);
+    if (!m->opts.no_fuse) cg_fuse(k);
     cg_plan(k);
     const char *why = NULL;
     if (!kir_verify(k, &why)) sup_bug("lowering produced a broken kernel IR: %s", why);

@@ -68,6 +68,14 @@ static const Cmd cmds[] = {
      "  --dense FILE         the dense weights (safetensors), written atomically\n",
      rt_cmd_export},
     {"info", "the model: inputs, outputs, chirality, parameters, memory", "info", "", rt_cmd_info},
+    {"grad", "one batch's outputs, loss and gradients, to compare two builds of the model",
+     "grad --load ckpt.safetensors --data d.npz --out g.safetensors [--batch B] [--seed S]",
+     "  --load FILE          the checkpoint\n"
+     "  --data FILE          the batch: its first B samples, in order, unmirrored\n"
+     "  --out FILE           train/output, train/loss, train/grad, train/state, infer/output and\n"
+     "                       infer/mirror (T f(T x)) as safetensors\n"
+     "  --seed S             the dropout masks (of optimiser step 0)\n",
+     rt_cmd_grad},
 };
 enum { NCMDS = sizeof cmds / sizeof cmds[0] };
 
@@ -128,6 +136,7 @@ static bool takes(const char *cmd, const char *flag) {
         {"bench", " --batch --steps --threads --seed "},
         {"export", " --load --dense "},
         {"info", " "},
+        {"grad", " --load --data --out --batch --seed --threads --array "},
     };
     char key[64];
     snprintf(key, sizeof key, " %s ", flag);
@@ -235,6 +244,8 @@ static int parse(const char *prog, const Cmd *c, int argc, char **argv, RtOpts *
         {"eval", "--load", offsetof(RtOpts, load)},     {"predict", "--load", offsetof(RtOpts, load)},
         {"predict", "--in", offsetof(RtOpts, in)},      {"predict", "--out", offsetof(RtOpts, out)},
         {"export", "--load", offsetof(RtOpts, load)},   {"export", "--dense", offsetof(RtOpts, dense)},
+        {"grad", "--load", offsetof(RtOpts, load)},     {"grad", "--data", offsetof(RtOpts, data)},
+        {"grad", "--out", offsetof(RtOpts, out)},
     };
     for (size_t k = 0; k < sizeof req / sizeof *req; k++)
         if (strcmp(req[k].cmd, c->name) == 0 && !*(const char *const *)((const char *)o + req[k].off))
@@ -242,7 +253,11 @@ static int parse(const char *prog, const Cmd *c, int argc, char **argv, RtOpts *
     return 0;
 }
 
-void rt_set_threads(int n) { openblas_set_num_threads(n > 0 ? n : DEFAULT_THREADS); }
+/* OpenBLAS and the loop kernels' pool take turns (runtime/parallel.c): both get all n. */
+void rt_set_threads(int n) {
+    openblas_set_num_threads(n > 0 ? n : DEFAULT_THREADS);
+    rt_parallel_set_threads(n > 0 ? n : DEFAULT_THREADS);
+}
 
 int rt_report(const RtModel *m, const RtError *e) {
     fprintf(stderr, "%s: error: %s\n", m->name, e->msg);
@@ -272,7 +287,10 @@ int rt_main(const RtModel *m, int argc, char **argv) {
         int st = parse(prog, &cmds[i], argc - 2, argv + 2, &o);
         if (st) return st < 0 ? RT_EXIT_OK : st;
         rt_set_threads(o.threads);
+        /* the device (a CUDA program's GPU) is needed by every command but info */
+        RtError e;
+        if (strcmp(c, "info") != 0 && !rt_backend()->init(&e)) return rt_report(m, &e);
         return cmds[i].run(m, &o);
     }
-    return usage(prog, "unknown command '%s' (train, eval, predict, bench, export, info)", c);
+    return usage(prog, "unknown command '%s' (train, eval, predict, bench, export, info, grad)", c);
 }

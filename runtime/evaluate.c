@@ -68,6 +68,10 @@ void rt_evaluate(const RtModel *m, const float *params, float *state, float *pre
     int64_t *cb = out->is_class ? rt_malloc((size_t)(batch * t->y_len) * sizeof(int64_t)) : NULL;
     float *ob = rt_malloc((size_t)(batch * out_len) * sizeof(float));
     int64_t *idx = rt_malloc((size_t)batch * sizeof(int64_t));
+    /* the model reads and writes the backend's memory: the batch goes in, the outputs
+     * come back, and the loss and metrics are computed here on the host */
+    float *dxb = rt_dev_like(xb, (size_t)(batch * t->x_len) * sizeof(float));
+    float *dob = rt_dev_like(ob, (size_t)(batch * out_len) * sizeof(float));
     const RtLossKind lk = rt_model_loss(m);
     double sum_loss = 0, sum_m[RT_MAX_METRICS] = {0};
     int64_t rows_all = 0;
@@ -75,12 +79,14 @@ void rt_evaluate(const RtModel *m, const float *params, float *state, float *pre
         const int64_t b = n - s < batch ? n - s : batch;
         for (int64_t k = 0; k < b; k++) idx[k] = s + k;
         rt_batch_fill(d, idx, b, NULL, 0, 0, xb, yb, cb, NULL);
-        const float *ins[1] = {xb};
-        float *outs[1] = {ob};
+        rt_dev_upload(dxb, xb, (size_t)(b * t->x_len) * sizeof(float));
+        const float *ins[1] = {dxb};
+        float *outs[1] = {dob};
         x.batch = b;
         x.inputs = ins;
         x.outputs = outs;
         m->forward(m, &x);
+        rt_dev_download(ob, dob, (size_t)(b * out_len) * sizeof(float));
         const int64_t rows = b * d->y_frames;
         const void *tg = out->is_class ? (const void *)cb : (const void *)yb;
         sum_loss += (double)rows * rt_loss(lk, ob, tg, rows, out->features, out->coords, NULL);
@@ -89,6 +95,8 @@ void rt_evaluate(const RtModel *m, const float *params, float *state, float *pre
     }
     r->loss = rows_all ? sum_loss / (double)rows_all : 0;
     for (int i = 0; i < r->nmetrics; i++) r->values[i] = rows_all ? sum_m[i] / (double)rows_all : 0;
+    rt_dev_release(dxb, xb);
+    rt_dev_release(dob, ob);
     rt_free(xb);
     rt_free(yb);
     rt_free(cb);
@@ -106,25 +114,36 @@ const char *rt_metric_label(const char *csv_name, const char **unit) {
     return csv_name;
 }
 
-/* The buffers of inference with the weights of a checkpoint. */
+/* The buffers of inference with the weights of a checkpoint: the host's (h*) and the
+ * model's, in the backend's memory (the same buffers on the CPU). */
 typedef struct Infer {
+    float *hparams, *hstate;
     float *params, *state, *prep, *arena;
 } Infer;
 
 static bool infer_load(const RtModel *m, const char *path, int64_t batch, Infer *w, RtError *e) {
-    w->params = rt_calloc((size_t)m->params_size + 1, sizeof(float));
-    w->state = rt_calloc((size_t)m->state_size + 1, sizeof(float));
-    w->prep = rt_calloc((size_t)m->prep_size + 1, sizeof(float));
-    w->arena = rt_calloc((size_t)(m->arena_per_sample * batch + m->arena_fixed) + 1, sizeof(float));
+    const RtBackend *be = rt_backend();
+    const size_t pb = ((size_t)m->params_size + 1) * sizeof(float), sb = ((size_t)m->state_size + 1) * sizeof(float);
+    w->hparams = rt_calloc((size_t)m->params_size + 1, sizeof(float));
+    w->hstate = rt_calloc((size_t)m->state_size + 1, sizeof(float));
+    w->params = rt_dev_like(w->hparams, pb);
+    w->state = rt_dev_like(w->hstate, sb);
+    w->prep = be->alloc(((size_t)m->prep_size + 1) * sizeof(float));
+    w->arena = be->alloc(((size_t)(m->arena_per_sample * batch + m->arena_fixed) + 1) * sizeof(float));
     RtCkptMeta meta;
-    return rt_ckpt_load(path, m, w->params, w->state, NULL, &meta, e);
+    if (!rt_ckpt_load(path, m, w->hparams, w->hstate, NULL, &meta, e)) return false;
+    rt_dev_upload(w->params, w->hparams, pb);
+    rt_dev_upload(w->state, w->hstate, sb);
+    return true;
 }
 
 static void infer_free(Infer *w) {
-    rt_free(w->params);
-    rt_free(w->state);
-    rt_free(w->prep);
-    rt_free(w->arena);
+    rt_dev_release(w->params, w->hparams);
+    rt_dev_release(w->state, w->hstate);
+    rt_backend()->free(w->prep);
+    rt_backend()->free(w->arena);
+    rt_free(w->hparams);
+    rt_free(w->hstate);
 }
 
 int rt_cmd_eval(const RtModel *m, const RtOpts *o) {
@@ -185,17 +204,28 @@ int rt_cmd_predict(const RtModel *m, const RtOpts *o) {
         return rt_report(m, &e);
     }
     float *y = rt_malloc((size_t)(n * out_len + 1) * sizeof(float));
+    /* one batch at a time through the model's memory */
+    float *dxb = rt_backend()->alloc((size_t)(batch * x_len + 1) * sizeof(float));
+    float *dyb = rt_backend()->alloc((size_t)(batch * out_len + 1) * sizeof(float));
     RtExec ex = {.batch = batch, .mode = RT_MODE_INFERENCE, .params = w.params, .state = w.state, .prep = w.prep,
                  .arena = w.arena, .bn_momentum = -1};
     m->prepare(m, &ex);
     for (int64_t s = 0; s < n; s += batch) {
-        const float *ins[1] = {(const float *)a.data + s * x_len};
-        float *outs[1] = {y + s * out_len};
         ex.batch = n - s < batch ? n - s : batch;
+        const float *hx = (const float *)a.data + s * x_len;
+        float *hy = y + s * out_len;
+        /* on the CPU the model reads and writes the host arrays in place */
+        const bool host = rt_backend()->host_memory;
+        if (!host) rt_dev_upload(dxb, hx, (size_t)(ex.batch * x_len) * sizeof(float));
+        const float *ins[1] = {host ? hx : dxb};
+        float *outs[1] = {host ? hy : dyb};
         ex.inputs = ins;
         ex.outputs = outs;
         m->forward(m, &ex);
+        if (!host) rt_dev_download(hy, dyb, (size_t)(ex.batch * out_len) * sizeof(float));
     }
+    rt_backend()->free(dxb);
+    rt_backend()->free(dyb);
     RtArray ya = {.name = (char *)out->name, .dtype = RT_F32, .data = y, .itemsize = 4};
     ya.shape[ya.ndim++] = n;
     if (out->frames > 0) ya.shape[ya.ndim++] = out->frames;

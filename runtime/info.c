@@ -44,6 +44,11 @@ int rt_cmd_info(const RtModel *m, const RtOpts *o) {
     printf("options      %s\n", m->options);
     printf("fingerprint  %s\n", m->fingerprint);
     printf("runtime ABI  %d\n", m->abi);
+    const RtBackend *be = rt_backend();
+    RtError e;
+    if (be->host_memory) printf("runs on      %s\n", be->device());
+    else if (be->init(&e)) printf("runs on      %s: %s\n", be->name, be->device());
+    else printf("runs on      %s: %s\n", be->name, e.msg);
     io_lines("inputs", m->inputs, m->ninputs);
     io_lines("outputs", m->outputs, m->noutputs);
     printf("parameters   %" PRId64 " (folded, trainable) in %d tensors\n", m->params_size, m->nparams);

@@ -14,6 +14,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* C linkage for the CUDA side (runtime/cuda/, generated .cu files), compiled as C++ by nvcc */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct RtError {
     char msg[1024];
 } RtError;
@@ -118,6 +123,17 @@ void rt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]
  * support/philox.h's sup_dropout_keep (word k & 3 of block k >> 2), shared with the
  * interpreter and generated CUDA code; p >= 1 keeps nothing. */
 int rt_rng_keep(uint64_t seed, uint64_t stream, uint64_t k, double p);
+
+/* ---- parallel.c: the generated loop kernels on every core ---------------------------- */
+/* A loop kernel's outer iterations [lo, hi) (generated code outlines them). */
+typedef void (*RtParallelFn)(void *ctx, int64_t lo, int64_t hi);
+/* Runs fn over [0, n) in contiguous blocks, one per thread, and returns when all are done;
+ * serially (fn(ctx, 0, n)) with one thread, or when `work` (the kernel's points) is too
+ * small to pay for waking a worker. Never at the same time as OpenBLAS: see parallel.c. */
+void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work);
+/* The pool's size, the caller included (default 1); rt_set_threads sets it with OpenBLAS's. */
+void rt_parallel_set_threads(int n);
+int rt_parallel_threads(void);
 
 /* ---- optim.c: optimisers and schedules (PyTorch semantics, one flat buffer) ------- */
 typedef enum RtOptimKind { RT_OPTIM_SGD, RT_OPTIM_ADAM } RtOptimKind;
@@ -371,6 +387,42 @@ bool rt_cmu_derive(const RtCmu *d, const RtCmuOptions *o, int split, RtArray **a
                    RtError *e);
 void rt_cmu_arrays_free(RtArray *arrays, int n);
 
+/* ---- backend_cpu.c, cuda/backend.cu: where a model's buffers live ------------------------ */
+/* Every pointer of an RtExec lives in the memory of the program's backend: the host's for
+ * the C and LLVM backends, the GPU's for the CUDA one (chiralc build --target cuda). The
+ * commands move batches in and results out through this table; data, checkpoints,
+ * metrics and the weights' initialisation stay on the host. The CPU table is the runtime's
+ * own code; the CUDA table (runtime/cuda/backend.cu) is registered by the CUDA program's
+ * main() (runtime/cuda/main.cu) with rt_backend_use, and nowhere else. */
+typedef struct RtBackend {
+    const char *name;             /* "cpu", "cuda" */
+    bool host_memory;             /* buffers are host memory: rt_dev_like returns the host buffer */
+    /* Whether the device can run; else one line in e ("no CUDA device is available (...)"). */
+    bool (*init)(RtError *e);
+    const char *(*device)(void);  /* after init: what runs the model ("NVIDIA H100 ..., sm_90") */
+    void *(*alloc)(size_t bytes); /* zeroed; exits with one line when memory runs out */
+    void (*free)(void *p);
+    void (*upload)(void *dev, const void *host, size_t bytes);
+    void (*download)(void *host, const void *dev, size_t bytes); /* waits for the device */
+    void (*zero)(void *dev, size_t bytes);
+    /* rt_loss on the backend's buffers (y, t, grad); the loss comes back to the host. */
+    double (*loss)(RtLossKind k, const float *y, const void *t, int64_t rows, int64_t nfeat, int ncoords,
+                   float *grad);
+    double (*clip)(float *g, int64_t n, double max_norm);                   /* rt_clip_grad_norm */
+    /* rt_optim_step with the optimiser's moments in `state` (the backend's copy of o->state) */
+    void (*optim_step)(RtOptim *o, float *state, float *p, const float *g, double lr);
+    void (*sync)(void);           /* waits until the device has finished (timings) */
+} RtBackend;
+extern const RtBackend rt_backend_cpu;
+const RtBackend *rt_backend(void);          /* the CPU unless rt_backend_use chose another */
+void rt_backend_use(const RtBackend *b);
+/* The backend's buffer for a host buffer of `bytes`: the host buffer itself where the
+ * backend uses host memory, else a new zeroed device buffer (NULL for NULL). */
+void *rt_dev_like(void *host, size_t bytes);
+void rt_dev_release(void *dev, void *host);                     /* frees dev unless it is host */
+void rt_dev_upload(void *dev, const void *host, size_t bytes);  /* nothing when dev == host */
+void rt_dev_download(void *host, const void *dev, size_t bytes);
+
 /* ---- model.h: what a compiled model gives the runtime -------------------------------- */
 /* The ABI between the code chiralc generates (codegen/emit_c.c, later the LLVM and CUDA
  * backends) and libchiralrt: the generated file defines one RtModel and the function
@@ -581,8 +633,14 @@ int rt_cmd_predict(const RtModel *m, const RtOpts *o);
 int rt_cmd_bench(const RtModel *m, const RtOpts *o);
 int rt_cmd_info(const RtModel *m, const RtOpts *o);
 int rt_cmd_export(const RtModel *m, const RtOpts *o);
+/* grad_cmd.c: one batch's outputs, loss, gradients and mirrored output (comparing builds). */
+int rt_cmd_grad(const RtModel *m, const RtOpts *o);
 /* One line "NAME: error: ..." on stderr; returns RT_EXIT_USER. */
 int rt_report(const RtModel *m, const RtError *e);
 void rt_set_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

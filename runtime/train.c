@@ -86,37 +86,74 @@ static bool settings(const RtModel *m, const RtOpts *o, const RtCkptMeta *resume
     return true;
 }
 
-/* Buffers of one training run, sized for the batch. */
+/* Buffers of one training run, sized for the batch. The model's live in the backend's
+ * memory (rt.h, backend section: on the CPU they are the host buffers themselves); the
+ * host keeps the weights for initialisation and checkpoints and fills the batches. */
 typedef struct Bufs {
-    float *params, *state, *grads, *prep, *arena, *x, *y, *out, *dout;
+    float *params, *state, *grads, *prep, *arena, *out, *dout, *ostate, *dx, *dy;   /* the model's */
+    int64_t *dcls;
+    float *hparams, *hstate, *x, *y;                                                 /* the host's */
     int64_t *cls, *order;
+    size_t params_bytes, state_bytes, ostate_bytes;
 } Bufs;
 
 static void bufs_alloc(const RtModel *m, const RtTask *t, int64_t batch, Bufs *b) {
+    const RtBackend *be = rt_backend();
     const RtModelIo *out = &m->outputs[0];
     const int64_t out_len = (int64_t)(out->frames > 0 ? out->frames : 1) * out->features;
-    b->params = rt_calloc((size_t)m->params_size + 1, sizeof(float));
-    b->grads = rt_calloc((size_t)m->params_size + 1, sizeof(float));
-    b->state = rt_calloc((size_t)m->state_size + 1, sizeof(float));
-    b->prep = rt_calloc((size_t)m->prep_size + 1, sizeof(float));
-    b->arena = rt_calloc((size_t)(m->arena_per_sample * batch + m->arena_fixed) + 1, sizeof(float));
+    b->params_bytes = ((size_t)m->params_size + 1) * sizeof(float);
+    b->state_bytes = ((size_t)m->state_size + 1) * sizeof(float);
+    b->hparams = rt_calloc((size_t)m->params_size + 1, sizeof(float));
+    b->hstate = rt_calloc((size_t)m->state_size + 1, sizeof(float));
+    b->params = rt_dev_like(b->hparams, b->params_bytes);
+    b->state = rt_dev_like(b->hstate, b->state_bytes);
+    b->grads = be->alloc(b->params_bytes);
+    b->prep = be->alloc(((size_t)m->prep_size + 1) * sizeof(float));
+    b->arena = be->alloc(((size_t)(m->arena_per_sample * batch + m->arena_fixed) + 1) * sizeof(float));
+    b->out = be->alloc(((size_t)(batch * out_len) + 1) * sizeof(float));
+    b->dout = be->alloc(((size_t)(batch * out_len) + 1) * sizeof(float));
     b->x = rt_calloc((size_t)(batch * t->x_len) + 1, sizeof(float));
     b->y = rt_calloc((size_t)(batch * t->y_len) + 1, sizeof(float));
     b->cls = rt_calloc((size_t)(batch * t->y_len) + 1, sizeof(int64_t));
-    b->out = rt_calloc((size_t)(batch * out_len) + 1, sizeof(float));
-    b->dout = rt_calloc((size_t)(batch * out_len) + 1, sizeof(float));
+    b->dx = rt_dev_like(b->x, ((size_t)(batch * t->x_len) + 1) * sizeof(float));
+    b->dy = rt_dev_like(b->y, ((size_t)(batch * t->y_len) + 1) * sizeof(float));
+    b->dcls = rt_dev_like(b->cls, ((size_t)(batch * t->y_len) + 1) * sizeof(int64_t));
     b->order = rt_calloc((size_t)t->set.nsamples + 1, sizeof(int64_t));
 }
 
 static void bufs_free(Bufs *b) {
-    void *all[] = {b->params, b->state, b->grads, b->prep, b->arena, b->x, b->y, b->out, b->dout, b->cls, b->order};
+    const RtBackend *be = rt_backend();
+    rt_dev_release(b->params, b->hparams);
+    rt_dev_release(b->state, b->hstate);
+    rt_dev_release(b->dx, b->x);
+    rt_dev_release(b->dy, b->y);
+    rt_dev_release(b->dcls, b->cls);
+    void *dev[] = {b->grads, b->prep, b->arena, b->out, b->dout};
+    for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) be->free(dev[i]);
+    void *all[] = {b->hparams, b->hstate, b->x, b->y, b->cls, b->order};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) rt_free(all[i]);
 }
 
-static bool save(const Run *r, const char *path, const Bufs *b, const RtOptim *opt, int epoch, RtError *e) {
+/* The optimiser's moments beside the model's weights (after rt_optim_init). */
+static void bufs_optim(Bufs *b, const RtOptim *opt) {
+    b->ostate_bytes = (size_t)rt_optim_state_len(&opt->cfg, opt->n) * sizeof(float);
+    b->ostate = rt_dev_like(opt->state, b->ostate_bytes);
+}
+
+/* The host's weights (initial or resumed) to the model's buffers. */
+static void bufs_upload(Bufs *b, const RtOptim *opt) {
+    rt_dev_upload(b->params, b->hparams, b->params_bytes);
+    rt_dev_upload(b->state, b->hstate, b->state_bytes);
+    if (b->ostate) rt_dev_upload(b->ostate, opt->state, b->ostate_bytes);
+}
+
+static bool save(const Run *r, const char *path, const Bufs *b, RtOptim *opt, int epoch, RtError *e) {
     RtCkptMeta meta = {.epoch = epoch, .seed = r->seed, .batch = r->batch, .lr = r->lr};
     snprintf(meta.optimizer, sizeof meta.optimizer, "%s", r->optimizer);
-    return rt_ckpt_save(path, r->m, b->params, b->state, opt, &meta, e);
+    rt_dev_download(b->hparams, b->params, b->params_bytes);
+    rt_dev_download(b->hstate, b->state, b->state_bytes);
+    if (b->ostate) rt_dev_download(opt->state, b->ostate, b->ostate_bytes);
+    return rt_ckpt_save(path, r->m, b->hparams, b->hstate, opt, &meta, e);
 }
 
 /* One epoch; returns the mean training loss (NaN when a batch's loss was not finite,
@@ -134,9 +171,10 @@ static double epoch_run(const Run *r, const RtTask *t, Bufs *b, RtOptim *opt, in
                      .out = {out->is_class ? NULL : out->partner, out->sign, out->features}};
     rt_batch_order(r->seed, ep, true, b->order, n);
     rt_progress_begin(pr, stdout, progress, ep + 1, r->epochs, nb);
-    const float *ins[1] = {b->x};
+    const RtBackend *be = rt_backend();
+    const float *ins[1] = {b->dx};
     float *outs[1] = {b->out}, *douts[1] = {b->dout};
-    const void *tgs[1] = {out->is_class ? (const void *)b->cls : (const void *)b->y};
+    const void *tgs[1] = {out->is_class ? (const void *)b->dcls : (const void *)b->dy};
     RtExec x = {.mode = RT_MODE_TRAINING, .params = b->params, .state = b->state, .prep = b->prep,
                 .inputs = ins, .outputs = outs, .targets = tgs, .doutputs = douts, .grads = b->grads,
                 .arena = b->arena, .dropout = true, .dropout_seed = r->seed ^ DROPOUT_KEY,
@@ -149,18 +187,21 @@ static double epoch_run(const Run *r, const RtTask *t, Bufs *b, RtOptim *opt, in
     for (int64_t bi = 0; bi < nb && !g_stop; bi++) {
         const int64_t s = bi * r->batch, bs = n - s < r->batch ? n - s : r->batch;
         rt_batch_fill(d, b->order + s, bs, &aug, r->seed, ep, b->x, b->y, b->cls, NULL);
+        rt_dev_upload(b->dx, b->x, (size_t)(bs * t->x_len) * sizeof(float));
+        if (out->is_class) rt_dev_upload(b->dcls, b->cls, (size_t)(bs * t->y_len) * sizeof(int64_t));
+        else rt_dev_upload(b->dy, b->y, (size_t)(bs * t->y_len) * sizeof(float));
         x.batch = bs;
         x.step = (uint64_t)opt->step;
         m->forward(m, &x);
         const int64_t rows = bs * d->y_frames;
-        double loss = rt_loss(lk, b->out, tgs[0], rows, out->features, out->coords, b->dout);
+        double loss = be->loss(lk, b->out, tgs[0], rows, out->features, out->coords, b->dout);
         if (!isfinite(loss)) {
             *bad_batch = bi;
             return NAN;
         }
         m->backward(m, &x);
-        rt_clip_grad_norm(b->grads, m->params_size, r->clip);
-        rt_optim_step(opt, b->params, b->grads, lr);
+        be->clip(b->grads, m->params_size, r->clip);
+        be->optim_step(opt, b->ostate, b->params, b->grads, lr);
         sum += loss * (double)rows;
         rows_all += rows;
         rt_progress_update(pr, bi + 1, sum / (double)rows_all);
@@ -195,17 +236,19 @@ int rt_cmd_train(const RtModel *m, const RtOpts *o) {
     bufs_alloc(m, &t, r.batch, &b);
     RtOptim opt;
     rt_optim_init(&opt, &r.ocfg, m->params_size);
-    m->init(m, b.params, b.state, r.seed);
+    bufs_optim(&b, &opt);
+    m->init(m, b.hparams, b.hstate, r.seed);
     int status = RT_EXIT_USER, start = 0;
     RtCsvLog log = {0};
     bool log_open = false;
     if (o->resume) {
-        if (!rt_ckpt_load(o->resume, m, b.params, b.state, &opt, &rmeta, &e)) {
+        if (!rt_ckpt_load(o->resume, m, b.hparams, b.hstate, &opt, &rmeta, &e)) {
             fail(m, &e);
             goto done;
         }
         start = rmeta.epoch;
     }
+    bufs_upload(&b, &opt);
     const char *names[RT_MAX_METRICS];
     int nmetrics = have_val ? rt_metric_names(m, names) : 0;
     if (o->log) {
@@ -278,6 +321,7 @@ int rt_cmd_train(const RtModel *m, const RtOpts *o) {
     sigaction(SIGTERM, &old_term, NULL);
 done:
     if (log_open) rt_csv_close(&log);
+    rt_dev_release(b.ostate, opt.state);
     rt_optim_free(&opt);
     bufs_free(&b);
     rt_task_free(&t);

@@ -34,6 +34,12 @@ static __attribute__((unused)) int cg_backend = CG_BACKEND_C;
 static __attribute__((unused)) const char *const cg_backend_name[] = {"c", "llvm"};
 static __attribute__((unused)) int cg_backends(void) { return cg_llvm_available() ? 2 : 1; }
 static __attribute__((unused)) char cg_rng_obj[300]; /* runtime/rng.c's object for the LLVM objects */
+static __attribute__((unused)) char cg_par_obj[300]; /* runtime/parallel.c's (rt_parallel_for) */
+/* The loop kernels' threads in every loaded model (runtime/parallel.c): 2, so that the
+ * outlined parallel kernels really run split, as in the programs. */
+static __attribute__((unused)) int cg_threads = 2;
+/* CgOptions.no_fuse for build() and build_opts(): the loop kernels as lowered. */
+static __attribute__((unused)) bool cg_no_fuse;
 static __attribute__((unused)) Diag diag;
 static __attribute__((unused)) char workdir[256];
 
@@ -58,6 +64,7 @@ static __attribute__((unused)) int teardown(void **state) {
 /* The group teardown of a test program: the work directory and what stays in it. */
 static __attribute__((unused)) int cg_cleanup(void **state) {
     if (cg_rng_obj[0]) unlink(cg_rng_obj);
+    if (cg_par_obj[0]) unlink(cg_par_obj);
     if (workdir[0]) rmdir(workdir);
     return 0;
 }
@@ -96,6 +103,11 @@ static __attribute__((unused)) void load_so(Built *b, const char *so) {
     memcpy(&get, &sym, sizeof get);
     b->rm = get();
     assert_int_equal(b->rm->abi, RT_MODEL_ABI);
+    void (*set_threads)(int);
+    sym = dlsym(b->dl, "rt_parallel_set_threads");
+    assert_non_null(sym);
+    memcpy(&set_threads, &sym, sizeof set_threads);
+    set_threads(cg_threads);
     unlink(so);
 }
 
@@ -116,8 +128,13 @@ static __attribute__((unused)) void build_llvm(Built *b, const char *tag, int op
         char *cc = arena_printf(arena, "%s -std=c11 -O1 -fPIC -w -I%s -c %s/runtime/rng.c -o %s", CG_CC, src_dir(),
                                 src_dir(), rng);
         if (system(cc) != 0) fail_msg("cannot compile: %s", cc);
+        snprintf(cg_par_obj, sizeof cg_par_obj, "%s/parallel.o", workdir);
+        cc = arena_printf(arena, "%s -std=c11 -O1 -fPIC -w -I%s -c %s/runtime/parallel.c -o %s", CG_CC, src_dir(),
+                          src_dir(), cg_par_obj);
+        if (system(cc) != 0) fail_msg("cannot compile: %s", cc);
     }
-    char *cmd = arena_printf(arena, "%s -shared -fPIC %s %s -o %s %s -lm", CG_CC, obj, rng, so, CG_OPENBLAS_LIB);
+    char *cmd = arena_printf(arena, "%s -shared -fPIC -pthread %s %s %s -o %s %s -lm", CG_CC, obj, rng, cg_par_obj, so,
+                             CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot link the LLVM object: %s", cmd);
     unlink(obj);
     load_so(b, so);
@@ -125,7 +142,7 @@ static __attribute__((unused)) void build_llvm(Built *b, const char *tag, int op
 
 static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
     Built b = {0};
-    CgOptions o = {.no_fold = no_fold};
+    CgOptions o = {.no_fold = no_fold, .no_fuse = cg_no_fuse};
     b.m = cg_lower(p, &o);
     assert_non_null(b.m);
     if (!workdir[0]) {
@@ -143,8 +160,8 @@ static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
     char *so = arena_printf(arena, "%s/%s%s_%d.so", workdir, p->model, no_fold ? "_nofold" : "", serial++);
     /* rng.c goes into the object so that it needs nothing of the test executable */
     char *cmd = arena_printf(arena,
-                             "%s -std=c11 -O1 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
-                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
+                             "%s -std=c11 -O1 -shared -fPIC -pthread -w -I%s -I%s %s %s/runtime/rng.c %s/runtime/parallel.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), src_dir(), so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
     unlink(cpath);
     load_so(&b, so);
@@ -174,7 +191,7 @@ static __attribute__((unused)) IrProgram *front_train(const char *rel, const cha
  * their run time does not matter. */
 static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool f64) {
     Built b = {0};
-    CgOptions o = {.no_fold = no_fold};
+    CgOptions o = {.no_fold = no_fold, .no_fuse = cg_no_fuse};
     b.m = cg_lower(p, &o);
     assert_non_null(b.m);
     if (!workdir[0]) {
@@ -195,8 +212,8 @@ static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool
     cg_emit_c_opts(fc, b.m, &eo);
     assert_int_equal(fclose(fc), 0);
     char *cmd = arena_printf(arena,
-                             "%s -std=c11 -O0 -shared -fPIC -w -I%s -I%s %s %s/runtime/rng.c -o %s %s -lm",
-                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), so, CG_OPENBLAS_LIB);
+                             "%s -std=c11 -O0 -shared -fPIC -pthread -w -I%s -I%s %s %s/runtime/rng.c %s/runtime/parallel.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), src_dir(), so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
     unlink(cpath);
     load_so(&b, so);

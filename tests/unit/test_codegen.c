@@ -198,6 +198,74 @@ static void test_videopose3d(void **state) {
     IrOverride ov[] = {{"width", 68, false}, {"blocks", 2, false}};
     both(front_file("examples/videopose3d.net", ov, 2, false));
 }
+/* The same differential test with the fusion pass off (CgOptions.no_fuse) and the
+ * loop kernels on one thread: the unfused, serial programs are the reference the
+ * benchmarks compare against. */
+static void test_videopose3d_unfused(void **state) {
+    IrOverride ov[] = {{"width", 34, false}, {"blocks", 1, false}};
+    cg_no_fuse = true, cg_threads = 1;
+    both(front_file("examples/videopose3d.net", ov, 2, false));
+    cg_no_fuse = false, cg_threads = 2;
+}
+
+/* What fusion does to VideoPose3D: fewer steps, intermediates as lets that leave the
+ * memory plan. (The arena need not shrink: the training forward, which keeps what its
+ * backward reads, sets its size.) */
+static void test_fusion(void **state) {
+    IrOverride ov[] = {{"width", 34, false}, {"blocks", 1, false}};
+    IrProgram *p = front_file("examples/videopose3d.net", ov, 2, false);
+    assert_non_null(p);
+    CgOptions off = {.no_fuse = true}, on = {0};
+    CgModel *a = cg_lower(p, &off), *b = cg_lower(p, &on);
+    assert_non_null(a), assert_non_null(b);
+    for (int f = KIR_FN_INFER; f <= KIR_FN_TRAIN; f++)
+        assert_true(b->k->fn[f].nsteps < a->k->fn[f].nsteps);
+    int lets = 0, vals = 0;
+    const KirFunc *fn = &b->k->fn[KIR_FN_INFER];
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStep *s = &fn->steps[i];
+        if (s->kind != KIR_STEP_LOOP) continue;
+        for (int j = 0; j < s->l.nst; j++) {
+            if (s->l.st[j].idx.buf < 0) lets++;
+            /* an activation of a value: relu (max) or tanh, by the width's chirality */
+            const KirExpr *e = s->l.st[j].e;
+            if ((e->op == KIR_E_MAX || e->op == KIR_E_TANH) && e->a[0]->op == KIR_E_VAL) vals++;
+        }
+    }
+    assert_true(lets > 0);
+    assert_true(vals > 0);
+    /* a let's buffer has no place in the arena */
+    for (int x = 0; x < b->k->nbufs; x++)
+        if (b->k->bufs[x].kind == KIR_BUF_TEMP && b->k->bufs[x].func < 0) lets--;
+    assert_true(lets <= 0);
+}
+
+/* kir_loop_parallel: independent outer iterations only. */
+static void test_loop_parallel(void **state) {
+    KirProgram *k = kir_program_new(arena);
+    int a = kir_buf(k, "a", KIR_BUF_INPUT, 6, 0), b = kir_buf(k, "b", KIR_BUF_TEMP, 6, 0);
+    KirDim ext[2] = {{2, true}, {3, false}};
+    KirStep *s = kir_loop(k, KIR_FN_INFER, "rows", 2, ext);
+    KirIndex src = kir_ix(a, 0);
+    kir_ix_var(&src, 0, 3), kir_ix_var(&src, 1, 1);
+    KirIndex dst = src;
+    dst.buf = b;
+    kir_store(k, s, dst, kir_load(k, src));
+    assert_true(kir_loop_parallel(k, &s->l));
+    /* a later store reading b of the next row: i0 + 1 depends on i0 */
+    KirIndex next = dst;
+    next.off = 3;
+    KirStep *s2 = kir_loop(k, KIR_FN_INFER, "shifted", 2, ext);
+    kir_store(k, s2, dst, kir_load(k, next));
+    assert_false(kir_loop_parallel(k, &s2->l));
+    /* every i0 writes the same three elements */
+    KirIndex same = kir_ix(b, 0);
+    kir_ix_var(&same, 1, 1);
+    KirStep *s3 = kir_loop(k, KIR_FN_INFER, "overlap", 2, ext);
+    kir_store(k, s3, same, kir_load(k, src));
+    assert_false(kir_loop_parallel(k, &s3->l));
+}
+
 static void test_videopose3d_baseline(void **state) {
     IrOverride ov[] = {{"width", 32, false}, {"blocks", 1, false}};
     both(front_file("examples/videopose3d.net", ov, 2, true));
@@ -608,6 +676,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_martinez, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_baseline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_videopose3d_unfused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forecast_lstm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nets, setup, teardown),

@@ -1,0 +1,279 @@
+/* codegen/fuse.c: loop fusion, a kernel IR pass (docs/kernel-ir.md "Fusion").
+ *
+ * The lowering emits one loop kernel per operation: synthesise + bias, activation,
+ * dropout, residual add, each a pass over memory. This pass merges a producer with
+ * the next kernel that reads what it wrote (the consumer) when both run over the same
+ * index space and the consumer reads the producer's results only at the point it is
+ * at: the merged kernel runs the producer's stores, then the consumer's, per point,
+ * and the consumer's loads become the values (KIR_E_VAL) the producer just computed.
+ * A consumer may be moved up past steps it does not conflict with. A 1-D kernel over
+ * the flat elements ([N*119]: dropout, add) is first reshaped to the other's index
+ * space ([N*7, 17]). Two adjacent kernels over the same index space that do not touch
+ * each other's results (the even and odd im2col) merge too: one pass over the input.
+ *
+ * Last, a store into a temporary that no other step of the program reads (in its
+ * function or in the backward that reads the forward's temporaries) becomes a let:
+ * the value exists only inside the kernel and the buffer drops out of the memory plan.
+ * What a backward reads stays stored.
+ *
+ * Kernels with a reduction axis are left alone (their points are not elementwise).
+ * The pass runs before the memory plan, so merged kernels get disjoint operands. */
+#include <string.h>
+
+#include "codegen/codegen.h"
+
+enum { ACC_READ = 1, ACC_WRITE = 2 };
+
+typedef struct F {
+    KirProgram *k;
+    int nb;
+} F;
+
+static void acc_expr(unsigned char *a, const KirExpr *e) {
+    if (e->op == KIR_E_LOAD && e->idx.buf >= 0) a[e->idx.buf] |= ACC_READ;
+    for (int i = 0; i < kir_eop_arity[e->op]; i++) acc_expr(a, e->a[i]);
+}
+/* a[b]: how step s touches buffer b (ACC_READ | ACC_WRITE). */
+static void acc_step(const F *f, const KirStep *s, unsigned char *a) {
+    memset(a, 0, (size_t)f->nb + 1);
+    if (s->kind == KIR_STEP_GEMM) {
+        a[s->g.a.buf] |= ACC_READ, a[s->g.b.buf] |= ACC_READ;
+        a[s->g.c.buf] |= ACC_WRITE | (s->g.beta != 0 ? ACC_READ : 0);
+        return;
+    }
+    for (int j = 0; j < s->l.nst; j++) {
+        if (s->l.st[j].idx.buf >= 0) a[s->l.st[j].idx.buf] |= ACC_WRITE;
+        acc_expr(a, s->l.st[j].e);
+    }
+}
+
+static bool fusable(const KirStep *s) { return s->kind == KIR_STEP_LOOP && !s->l.has_red; }
+
+/* ---- reshaping a 1-D kernel to another index space ---------------------------------------- */
+
+/* The shape a kernel is merged in: the other's when one is 1-D over the same number of
+ * points. Returns false when the spaces differ. *reshape_p / *reshape_c: which one is
+ * reshaped (i0 = sum_d i_d * stride_d). */
+static bool same_space(const KirLoop *p, const KirLoop *c, bool *reshape_p, bool *reshape_c) {
+    *reshape_p = *reshape_c = false;
+    if (p->ndims == c->ndims) {
+        for (int d = 0; d < p->ndims; d++)
+            if (p->ext[d].n != c->ext[d].n || p->ext[d].batch != c->ext[d].batch) return false;
+        return true;
+    }
+    const KirLoop *flat = p->ndims == 1 ? p : c->ndims == 1 ? c : NULL, *shaped = flat == p ? c : p;
+    if (!flat) return false;
+    long n = 1;
+    for (int d = 0; d < shaped->ndims; d++) n *= shaped->ext[d].n;
+    if (flat->ext[0].batch != shaped->ext[0].batch || flat->ext[0].n != n) return false;
+    *(flat == p ? reshape_p : reshape_c) = true;
+    return true;
+}
+
+typedef struct Xf {
+    KirProgram *k;
+    const KirLoop *to;   /* reshape var 0 into this space (NULL: no reshape) */
+    /* the producer's stores (merge): a load of buf at the store's index becomes VAL */
+    const KirLoop *prod;
+    int shift;           /* the consumer's VAL slots move by the producer's stores */
+    bool ok;
+} Xf;
+
+static bool reshape_ix(const Xf *x, KirIndex *ix) {
+    if (!x->to) return true;
+    for (int t = 0; t < ix->ntab; t++)
+        if (ix->tab[t].var == 0) return false;
+    long c = ix->coef[0], g = ix->gcoef[0], stride = 1;
+    for (int d = x->to->ndims - 1; d >= 0; d--) {
+        ix->coef[d] = c * stride;
+        if (ix->guard) ix->gcoef[d] = g * stride;
+        stride *= x->to->ext[d].n;
+    }
+    return true;
+}
+
+static bool same_index(const KirIndex *a, const KirIndex *b) {
+    if (a->buf != b->buf || a->off != b->off || a->ntab != b->ntab || a->guard || b->guard) return false;
+    for (int v = 0; v < KIR_NVARS; v++)
+        if (a->coef[v] != b->coef[v]) return false;
+    for (int t = 0; t < a->ntab; t++)
+        if (a->tab[t].tab != b->tab[t].tab || a->tab[t].var != b->tab[t].var || a->tab[t].coef != b->tab[t].coef)
+            return false;
+    return true;
+}
+
+/* A copy of e, reshaped, with the producer's results as values. */
+static KirExpr *xform(Xf *x, const KirExpr *e) {
+    KirExpr *n = arena_alloc(x->k->arena, sizeof *n);
+    *n = *e;
+    if (e->op == KIR_E_TAB && e->var == 0 && x->to) x->ok = false; /* a float table on the flat index */
+    if (e->op == KIR_E_VAL) n->slot += x->shift;
+    if (e->op == KIR_E_LOAD || e->op == KIR_E_DROPMASK) {
+        if (!reshape_ix(x, &n->idx)) x->ok = false;
+    }
+    if (e->op == KIR_E_LOAD && x->prod) {
+        bool written = false;
+        int slot = -1;
+        for (int j = 0; j < x->prod->nst; j++) {
+            const KirIndex *s = &x->prod->st[j].idx;
+            if (s->buf != n->idx.buf) continue;
+            written = true;
+            if (same_index(s, &n->idx)) slot = j; /* the last store there wins */
+        }
+        if (written && slot < 0) x->ok = false; /* it reads the producer at another point */
+        if (slot >= 0) {
+            memset(n, 0, sizeof *n);
+            n->op = KIR_E_VAL;
+            n->slot = slot;
+            return n;
+        }
+    }
+    for (int i = 0; i < kir_eop_arity[e->op]; i++) n->a[i] = xform(x, e->a[i]);
+    return n;
+}
+
+/* A copy of loop l reshaped to `to` (NULL: as it is), with prod's results as values;
+ * false when an index cannot be reshaped or reads prod at another point. */
+static bool xform_loop(KirProgram *k, const KirLoop *l, const KirLoop *to, const KirLoop *prod, KirLoop *out) {
+    Xf x = {.k = k, .to = to, .prod = prod, .shift = prod ? prod->nst : 0, .ok = true};
+    *out = *l;
+    if (to) {
+        out->ndims = to->ndims;
+        memcpy(out->ext, to->ext, sizeof out->ext);
+    }
+    out->st = arena_new_array(k->arena, KirStore, l->nst + 1);
+    for (int j = 0; j < l->nst; j++) {
+        KirStore st = l->st[j];
+        if (st.idx.buf >= 0 && !reshape_ix(&x, &st.idx)) return false;
+        st.e = xform(&x, st.e);
+        out->st[j] = st;
+    }
+    return x.ok;
+}
+
+/* Merges consumer c into producer p (both fusable, over the same space); false (and
+ * nothing changed) when they cannot be. */
+static bool merge(F *f, KirStep *p, const KirStep *c, const unsigned char *ap, const unsigned char *ac) {
+    /* the consumer must not write what the producer touches (it would now run first at
+     * later points); what it reads of the producer's results is checked point by point */
+    for (int b = 0; b < f->nb; b++)
+        if ((ac[b] & ACC_WRITE) && ap[b]) return false;
+    bool rp, rc;
+    if (!same_space(&p->l, &c->l, &rp, &rc)) return false;
+    KirLoop np, nc;
+    if (!xform_loop(f->k, &p->l, rp ? &c->l : NULL, NULL, &np)) return false;
+    if (!xform_loop(f->k, &c->l, rc ? &p->l : NULL, &np, &nc)) return false;
+    KirStore *st = arena_new_array(f->k->arena, KirStore, np.nst + nc.nst + 1);
+    memcpy(st, np.st, sizeof *st * (size_t)np.nst);
+    memcpy(st + np.nst, nc.st, sizeof *st * (size_t)nc.nst);
+    np.st = st;
+    np.nst += nc.nst;
+    p->l = np;
+    p->label = arena_printf(f->k->arena, "%s + %s", p->label, c->label);
+    return true;
+}
+
+static void remove_step(KirFunc *fn, int j) {
+    memmove(&fn->steps[j], &fn->steps[j + 1], sizeof *fn->steps * (size_t)(fn->nsteps - j - 1));
+    fn->nsteps--;
+}
+
+/* One function: producer by producer, merge its consumers while possible. */
+static int fuse_fn(F *f, KirFunc *fn) {
+    int merges = 0;
+    unsigned char *ap = sup_malloc((size_t)f->nb + 1), *ac = sup_malloc((size_t)f->nb + 1),
+                  *am = sup_malloc((size_t)f->nb + 1);
+    for (int i = 0; i < fn->nsteps; i++) {
+        KirStep *p = &fn->steps[i];
+        if (!fusable(p)) continue;
+        for (bool again = true; again;) {
+            again = false;
+            acc_step(f, p, ap);
+            /* the consumer: the first later step that touches what p writes */
+            int j = i + 1;
+            for (; j < fn->nsteps; j++) {
+                acc_step(f, &fn->steps[j], ac);
+                bool touches = false;
+                for (int b = 0; b < f->nb && !touches; b++) touches = (ap[b] & ACC_WRITE) && ac[b];
+                if (touches) break;
+            }
+            if (j == fn->nsteps || !fusable(&fn->steps[j])) break;
+            /* it moves up to p past the steps between: none may touch what it writes or
+             * write what it reads */
+            bool movable = true;
+            for (int m = i + 1; m < j && movable; m++) {
+                acc_step(f, &fn->steps[m], am);
+                for (int b = 0; b < f->nb && movable; b++)
+                    if (((ac[b] & ACC_WRITE) && am[b]) || ((ac[b] & ACC_READ) && (am[b] & ACC_WRITE))) movable = false;
+            }
+            if (movable && merge(f, p, &fn->steps[j], ap, ac)) {
+                remove_step(fn, j);
+                merges++;
+                again = true;
+            }
+        }
+        /* a sibling: the next step, over the same space, independent of p */
+        while (i + 1 < fn->nsteps && fusable(&fn->steps[i + 1])) {
+            acc_step(f, p, ap);
+            acc_step(f, &fn->steps[i + 1], ac);
+            bool indep = true;
+            for (int b = 0; b < f->nb && indep; b++)
+                if (((ap[b] & ACC_WRITE) && ac[b]) || ((ac[b] & ACC_WRITE) && ap[b])) indep = false;
+            if (!indep || !merge(f, p, &fn->steps[i + 1], ap, ac)) break;
+            remove_step(fn, i + 1);
+            merges++;
+        }
+    }
+    sup_free(ap), sup_free(ac), sup_free(am);
+    return merges;
+}
+
+/* ---- lets: stores nobody reads ------------------------------------------------------------ */
+
+static void count_reads(const KirExpr *e, int *reads) {
+    if (e->op == KIR_E_LOAD && e->idx.buf >= 0) reads[e->idx.buf]++;
+    for (int i = 0; i < kir_eop_arity[e->op]; i++) count_reads(e->a[i], reads);
+}
+
+static void make_lets(F *f) {
+    KirProgram *k = f->k;
+    int *reads = sup_malloc(sizeof(int) * (size_t)(f->nb + 1)), *writes = sup_malloc(sizeof(int) * (size_t)(f->nb + 1));
+    memset(reads, 0, sizeof(int) * (size_t)(f->nb + 1));
+    memset(writes, 0, sizeof(int) * (size_t)(f->nb + 1));
+    for (int fi = 0; fi < KIR_NUM_FNS; fi++)
+        for (int i = 0; i < k->fn[fi].nsteps; i++) {
+            const KirStep *s = &k->fn[fi].steps[i];
+            if (s->kind == KIR_STEP_GEMM) {
+                reads[s->g.a.buf]++, reads[s->g.b.buf]++, reads[s->g.c.buf]++, writes[s->g.c.buf]++;
+                continue;
+            }
+            for (int j = 0; j < s->l.nst; j++) {
+                if (s->l.st[j].idx.buf >= 0) writes[s->l.st[j].idx.buf]++;
+                count_reads(s->l.st[j].e, reads);
+            }
+        }
+    for (int fi = 0; fi < KIR_NUM_FNS; fi++)
+        for (int i = 0; i < k->fn[fi].nsteps; i++) {
+            KirStep *s = &k->fn[fi].steps[i];
+            if (s->kind != KIR_STEP_LOOP) continue;
+            for (int j = 0; j < s->l.nst; j++) {
+                int b = s->l.st[j].idx.buf;
+                if (b < 0 || k->bufs[b].kind != KIR_BUF_TEMP || reads[b] || writes[b] != 1) continue;
+                /* only fusion leaves a store unread: a lowering's store always has a reader,
+                 * but keep the rule general */
+                s->l.st[j].idx = kir_ix(-1, 0);
+            }
+        }
+    sup_free(reads);
+    sup_free(writes);
+}
+
+int cg_fuse(KirProgram *k) {
+    F f = {.k = k, .nb = k->nbufs};
+    int merges = 0;
+    /* the functions of a batch; prepare and densify run once */
+    static const KirFn fns[] = {KIR_FN_INFER, KIR_FN_TRAIN, KIR_FN_BWD_INFER, KIR_FN_BWD_TRAIN};
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) merges += fuse_fn(&f, &k->fn[fns[i]]);
+    make_lets(&f);
+    return merges;
+}

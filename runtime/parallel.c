@@ -1,0 +1,142 @@
+/* runtime/parallel.c: the generated loop kernels on every core.
+ *
+ * Generated code (both CPU backends) outlines every loop kernel whose outer iterations
+ * are independent (kir_loop_parallel) into fn(ctx, lo, hi) and calls rt_parallel_for:
+ * the caller runs the first block of i0 and a small persistent pool of threads - 1
+ * workers the others. The pool never runs at the same time as OpenBLAS: a step is
+ * either a GEMM or a loop kernel, and the caller returns from rt_parallel_for only when
+ * every block is done, so the program's --threads is the number of busy cores in both
+ * (rt_set_threads sets both). Results do not depend on the thread count: every point
+ * of a kernel is computed by exactly one thread, in the same arithmetic.
+ *
+ * Workers wait for the next job spinning for a short while (the steps of a batch come
+ * back to back), yielding the core so that OpenBLAS's own threads, which spin the same
+ * way after a GEMM, are not starved, then sleep on a condition variable. */
+#ifndef _POSIX_C_SOURCE /* the build defines it; the tests compile this file alone with -std=c11 */
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "runtime/rt.h"
+
+enum {
+    MAX_THREADS = 64,
+    SPIN_NS = 200000,     /* a worker's wait before it sleeps: covers the gap between two kernels */
+};
+/* Below this many points (times the reduction's length) a kernel runs on the caller
+ * alone: waking a worker costs a few microseconds. */
+#define RT_PARALLEL_MIN_WORK 16384
+
+static struct {
+    int threads;              /* --threads: the caller and threads - 1 workers */
+    int nworkers;             /* started */
+    pthread_t th[MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_uint gen;          /* the job's number; workers wait for it to change */
+    atomic_int done;          /* workers finished with the current job */
+    atomic_bool busy;         /* a job is running (a second caller runs serially) */
+    bool quit;
+    int sleepers;
+    unsigned start_gen;       /* gen when the workers were started: their first job is the next */
+    /* the current job */
+    RtParallelFn fn;
+    void *ctx;
+    int64_t n;
+    int parts;
+} pool = {.threads = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static double now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return 1e9 * (double)t.tv_sec + (double)t.tv_nsec;
+}
+
+/* Block p of parts over [0, n): contiguous, sizes differing by at most one. */
+static void run_part(int p) {
+    if (p >= pool.parts) return;
+    int64_t lo = pool.n * p / pool.parts, hi = pool.n * (p + 1) / pool.parts;
+    if (lo < hi) pool.fn(pool.ctx, lo, hi);
+}
+
+static void *worker(void *arg) {
+    int id = (int)(intptr_t)arg; /* 1.. */
+    unsigned seen = pool.start_gen; /* not gen now: the first job may already have been posted */
+    for (;;) {
+        double t0 = now_ns();
+        for (int i = 0; atomic_load_explicit(&pool.gen, memory_order_acquire) == seen; i++) {
+            if ((i & 63) == 63) {
+                if (now_ns() - t0 > SPIN_NS) break;
+                sched_yield();
+            }
+        }
+        pthread_mutex_lock(&pool.mu);
+        pool.sleepers++;
+        while (atomic_load_explicit(&pool.gen, memory_order_acquire) == seen && !pool.quit)
+            pthread_cond_wait(&pool.cv, &pool.mu);
+        pool.sleepers--;
+        bool quit = pool.quit;
+        pthread_mutex_unlock(&pool.mu);
+        if (quit) return NULL;
+        seen = atomic_load_explicit(&pool.gen, memory_order_acquire);
+        run_part(id);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_acq_rel);
+    }
+}
+
+static void stop_workers(void) {
+    if (pool.nworkers == 0) return;
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = true;
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    for (int i = 0; i < pool.nworkers; i++) pthread_join(pool.th[i], NULL);
+    pool.nworkers = 0;
+    pool.quit = false;
+}
+
+void rt_parallel_set_threads(int n) {
+    if (n < 1) n = 1;
+    if (n > MAX_THREADS) n = MAX_THREADS;
+    if (n == pool.threads) return;
+    stop_workers();
+    pool.threads = n;
+}
+
+int rt_parallel_threads(void) { return pool.threads; }
+
+void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
+    bool idle = false;
+    if (pool.threads < 2 || n < 2 || work < RT_PARALLEL_MIN_WORK ||
+        !atomic_compare_exchange_strong(&pool.busy, &idle, true)) {
+        if (n > 0) fn(ctx, 0, n);
+        return;
+    }
+    if (pool.nworkers == 0) { /* started on first use, so a program that never needs them has none */
+        pool.start_gen = atomic_load(&pool.gen);
+        for (int i = 1; i < pool.threads; i++) {
+            if (pthread_create(&pool.th[pool.nworkers], NULL, worker, (void *)(intptr_t)i) != 0) break;
+            pool.nworkers++;
+        }
+        if (pool.nworkers == 0) { /* no threads to be had: run alone */
+            atomic_store(&pool.busy, false);
+            fn(ctx, 0, n);
+            return;
+        }
+    }
+    int parts = pool.nworkers + 1;
+    pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.parts = parts < n ? parts : (int)n;
+    atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
+    pthread_mutex_lock(&pool.mu);
+    atomic_fetch_add_explicit(&pool.gen, 1, memory_order_acq_rel);
+    if (pool.sleepers) pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    run_part(0);
+    for (int i = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < pool.nworkers; i++)
+        if ((i & 63) == 63) sched_yield();
+    atomic_store(&pool.busy, false);
+}
