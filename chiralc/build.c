@@ -124,6 +124,11 @@ static void cuda_argv(Arena *ar, Argv *a, const char *nvcc, const char *src, con
     push(a, "--fmad=false");
     push(a, "-gencode=arch=compute_90,code=sm_90");
     push(a, "-gencode=arch=compute_90,code=compute_90");
+    /* the C compiler's extra flags (a sanitized build's sanitizers) go to the host compiler,
+     * which nvcc also links with: the sanitized runtime then finds its sanitizers' runtime */
+    const char *cflags = getenv("CHIRALC_CFLAGS");
+    if (cflags && *cflags) push_split(ar, a, cflags, ' ', "-Xcompiler=");
+    else push_split(ar, a, CHIRALC_BUILD_CFLAGS, '|', "-Xcompiler=");
     const char *inc = getenv("CHIRALC_INCLUDE");
     if (inc && *inc) push_split(ar, a, inc, ' ', "-I");
     else push_split(ar, a, CHIRALC_BUILD_INCLUDE, '|', "-I");
