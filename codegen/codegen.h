@@ -332,6 +332,10 @@ bool cg_write_c(const CgModel *m, const char *dir, const char **path_out);
 /* The descriptor's host-side tables (initial values, parameter, input and output tables,
  * the dense table and the graph's JSON), valid C and C++: the CUDA printer's too. */
 void cg_emit_c_host_tables(FILE *out, const CgModel *m);
+/* C syntax of an affine index (off + sum coef[v] * i_v) and of a whole KirIndex with its
+ * gathered terms (t<tab>[var]), shared by the C and CUDA printers. */
+void cg_c_affine(FILE *out, long off, const long *coef);
+void cg_c_index(FILE *out, const KirIndex *x);
 
 /* ---- emit_cuda.c: the CUDA backend ------------------------------------------------------ */
 

@@ -60,7 +60,7 @@ static const char *fn_c(const E *e, const char *f) {
 }
 static const char *ty_c(const E *e) { return e->f64 ? "double" : "float"; }
 
-static void affine_c(FILE *out, long off, const long *coef) {
+void cg_c_affine(FILE *out, long off, const long *coef) {
     fprintf(out, "%ld", off);
     for (int v = 0; v < KIR_NVARS; v++) {
         if (!coef[v]) continue;
@@ -70,11 +70,11 @@ static void affine_c(FILE *out, long off, const long *coef) {
     }
 }
 
-static void index_c(E *e, const KirIndex *x) {
-    affine_c(e->out, x->off, x->coef);
+void cg_c_index(FILE *out, const KirIndex *x) {
+    cg_c_affine(out, x->off, x->coef);
     for (int t = 0; t < x->ntab; t++) {
-        if (x->tab[t].coef == 1) fprintf(e->out, " + t%d[%s]", x->tab[t].tab, var_c[x->tab[t].var]);
-        else fprintf(e->out, " + %ld * t%d[%s]", x->tab[t].coef, x->tab[t].tab, var_c[x->tab[t].var]);
+        if (x->tab[t].coef == 1) fprintf(out, " + t%d[%s]", x->tab[t].tab, var_c[x->tab[t].var]);
+        else fprintf(out, " + %ld * t%d[%s]", x->tab[t].coef, x->tab[t].tab, var_c[x->tab[t].var]);
     }
 }
 
@@ -109,16 +109,16 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_LOAD:
         if (x->idx.guard) {
             fputs("(0 <= ", out);
-            affine_c(out, x->idx.goff, x->idx.gcoef);
+            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
             fputs(" && ", out);
-            affine_c(out, x->idx.goff, x->idx.gcoef);
+            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
             fprintf(out, " < %ld ? b%d[", x->idx.glimit, x->idx.buf);
-            index_c(e, &x->idx);
+            cg_c_index(e->out, &x->idx);
             fputs(e->f64 ? "] : 0.0)" : "] : 0.0f)", out);
             return;
         }
         fprintf(out, "b%d[", x->idx.buf);
-        index_c(e, &x->idx);
+        cg_c_index(e->out, &x->idx);
         fputc(']', out);
         return;
     case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_c[x->var]); return;
@@ -131,7 +131,7 @@ static void expr_c(E *e, const KirExpr *x) {
         return;
     case KIR_E_DROPMASK:
         fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
-        index_c(e, &x->idx);
+        cg_c_index(e->out, &x->idx);
         fprintf(out, ", %.17g)", x->value);
         return;
     case KIR_E_SUM:
@@ -295,7 +295,7 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
             indent(out, ind);
         }
         fprintf(out, "b%d[", st->idx.buf);
-        index_c(e, &st->idx);
+        cg_c_index(e->out, &st->idx);
         fputs("] = ", out);
         if (named) fprintf(out, "v%d", j);
         else expr_c(e, st->e);

@@ -58,24 +58,6 @@ static void float_cu(FILE *out, double v) {
     fprintf(out, v < 0 ? "(%s%sf)" : "%s%sf", buf, dot ? "" : ".0");
 }
 
-static void affine_cu(FILE *out, long off, const long *coef) {
-    fprintf(out, "%ld", off);
-    for (int v = 0; v < KIR_NVARS; v++) {
-        if (!coef[v]) continue;
-        if (coef[v] == 1) fprintf(out, " + %s", var_cu[v]);
-        else if (coef[v] == -1) fprintf(out, " - %s", var_cu[v]);
-        else fprintf(out, " %c %ld * %s", coef[v] < 0 ? '-' : '+', labs(coef[v]), var_cu[v]);
-    }
-}
-
-static void index_cu(E *e, const KirIndex *x) {
-    affine_cu(e->out, x->off, x->coef);
-    for (int t = 0; t < x->ntab; t++) {
-        if (x->tab[t].coef == 1) fprintf(e->out, " + t%d[%s]", x->tab[t].tab, var_cu[x->tab[t].var]);
-        else fprintf(e->out, " + %ld * t%d[%s]", x->tab[t].coef, x->tab[t].tab, var_cu[x->tab[t].var]);
-    }
-}
-
 /* ---- expressions (float, as the C backend's) ----------------------------------------------- */
 
 static void expr_cu(E *e, const KirExpr *x);
@@ -109,16 +91,16 @@ static void expr_cu(E *e, const KirExpr *x) {
     case KIR_E_LOAD:
         if (x->idx.guard) {
             fputs("(0 <= ", out);
-            affine_cu(out, x->idx.goff, x->idx.gcoef);
+            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
             fputs(" && ", out);
-            affine_cu(out, x->idx.goff, x->idx.gcoef);
+            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
             fprintf(out, " < %ld ? b%d[", x->idx.glimit, x->idx.buf);
-            index_cu(e, &x->idx);
+            cg_c_index(e->out, &x->idx);
             fputs("] : 0.0f)", out);
             return;
         }
         fprintf(out, "b%d[", x->idx.buf);
-        index_cu(e, &x->idx);
+        cg_c_index(e->out, &x->idx);
         fputc(']', out);
         return;
     case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_cu[x->var]); return;
@@ -136,7 +118,7 @@ static void expr_cu(E *e, const KirExpr *x) {
             return;
         }
         fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
-        index_cu(e, &x->idx);
+        cg_c_index(e->out, &x->idx);
         fprintf(out, ", %uu, ", (unsigned)sup_dropout_threshold(x->value));
         float_cu(out, (float)(1.0 / (1.0 - x->value)));
         fprintf(out, ") /* p = %.17g */", x->value);
@@ -499,7 +481,7 @@ static void stores_cu(E *e, const KirLoop *l, int ind, bool block) {
         indent(out, ind);
         if (block) fputs("if (threadIdx.x == 0) ", out);
         fprintf(out, "b%d[", st->idx.buf);
-        index_cu(e, &st->idx);
+        cg_c_index(e->out, &st->idx);
         fputs("] = ", out);
         if (named) fprintf(out, "v%d", j);
         else expr_cu(e, st->e);
