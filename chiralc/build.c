@@ -1,8 +1,8 @@
 /* chiralc/build.c: `chiralc build MODEL.net -o PROGRAM`: a standalone executable.
  *
  * The program is compiled for training (the driver sets prog->training), lowered,
- * printed by the C backend into a private temporary directory, and compiled with the
- * system C compiler together with libchiralrt (which provides main() and the command
+ * written by the CPU backend (LLVM where chiralc has it, else C) into a private
+ * temporary directory, and compiled or linked by the system C compiler together with libchiralrt (which provides main() and the command
  * line) and its libraries. Where those live is decided when chiralc itself is built
  * (CMake passes them as CHIRALC_BUILD_* definitions), so `build/chiralc build` works
  * from the build tree; environment variables override each (CHIRALC_CC,
@@ -13,9 +13,9 @@
  * quoting. Link libraries are separated by '|' in the CMake definition (paths may
  * hold spaces) and by spaces in CHIRALC_LIBS.
  *
- * --backend llvm: codegen/emit_llvm.c writes an object file for the host CPU
- * instead of the C source, and the same compiler only links it (-O0..-O3 pick
- * LLVM's pipeline).
+ * --backend llvm (the default where CMake found LLVM): codegen/emit_llvm.c writes an
+ * object file for the host CPU, and the compiler only links it (-O0..-O3 pick LLVM's
+ * pipeline). --backend c: codegen/emit_c.c's source, compiled by the C compiler.
  *
  * --target cuda: codegen/emit_cuda.c writes MODEL.cu and nvcc compiles it for sm_90
  * plus compute_90 PTX, linking the CUDA side of the runtime (libchiralrt_cuda.a, whose
@@ -145,8 +145,10 @@ static void cuda_argv(Arena *ar, Argv *a, const char *nvcc, const char *src, con
 
 int cmd_build(IrProgram *p, const BuildOpts *o) {
     Arena *ar = p->arena;
-    bool llvm = o->backend && strcmp(o->backend, "llvm") == 0;
     bool cuda = o->target && strcmp(o->target, "cuda") == 0;
+    /* LLVM is the CPU's default where this chiralc has it: its loops vectorise where
+     * gcc's -O2 leaves them scalar (docs/performance.md) */
+    bool llvm = o->backend ? strcmp(o->backend, "llvm") == 0 : !cuda && cg_llvm_available();
     const char *nvcc = env_or("CHIRALC_NVCC", CHIRALC_BUILD_NVCC);
     if (cuda && llvm) {
         fputs("chiralc: error: --target cuda has its own code generator: --backend llvm is for the CPU\n", stderr);

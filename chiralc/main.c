@@ -4,7 +4,7 @@
  *   chiralc check   MODEL.net [--seed S] [--batch B] [--tolerance T]
  *   chiralc emit c|kir|llvm|cuda MODEL.net [-o DIR] [--no-fold] [--no-fuse]
  *   chiralc build   MODEL.net -o PROGRAM [--no-fold] [--no-fuse] [--verbose] [-O0|-O1|-O2|-O3]
- *                   [--backend c|llvm] [--target cpu|cuda]
+ *                   [--backend llvm|c] [--target cpu|cuda]
  * and, for both, the compilation options
  *   [--baseline] [--layout joints|pairs] [--neg-ratio R] [--activations paper|mixed]
  *   [--sharing full|paper] [--set NAME=VALUE]... [--train]
@@ -62,8 +62,9 @@ static const char usage_text[] =
     "  --no-fold    dense masked weights (the control)\n"
     "  --no-fuse    keep every loop kernel as lowered (benchmarks of the fusion pass)\n"
     "  --verbose    print the C compiler's command line\n"
-    "  --backend c|llvm  the code generator: the C printer and the system C compiler\n"
-    "               (default), or LLVM for the host CPU (linked by the C compiler)\n"
+    "  --backend llvm|c  the code generator: LLVM for the host CPU (default where\n"
+    "               chiralc has LLVM; linked by the C compiler), or the C printer and\n"
+    "               the system C compiler\n"
     "  --target cpu|cuda  where the program runs: the host CPU (default), or an NVIDIA\n"
     "               GPU (the CUDA printer and nvcc; sm_90 code plus PTX)\n"
     "  -O0 ... -O3  the C compiler's optimisation (default -O2; the results are the\n"

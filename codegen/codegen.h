@@ -317,6 +317,22 @@ void cg_plan(KirProgram *k);
  * offset * batch, fixed ones after the per-sample region. */
 long cg_plan_address(const KirProgram *k, int b, long batch);
 
+/* ---- fastmath.c: tanh and dropout as the CPU backends inline them -------------------- */
+
+/* tanh(x) ~ clamp(c P(c^2) / Q(c^2), -1, 1), c = clamp(x, -clamp, clamp); P and Q by
+ * Horner from their highest coefficient, in float32 (each coefficient read as a float). */
+enum { CG_TANH_NNUM = 6, CG_TANH_NDEN = 4 };
+extern const double cg_tanh_num[CG_TANH_NNUM], cg_tanh_den[CG_TANH_NDEN], cg_tanh_clamp;
+
+/* Inverted dropout of probability p, as the CPU backends draw it: kept when the
+ * Philox word is >= threshold (support/philox.h), then scaled by `scale`; p >= 1
+ * keeps nothing (scale 0). */
+typedef struct CgDropout {
+    uint32_t threshold;
+    float scale;
+} CgDropout;
+CgDropout cg_dropout_of(double p);
+
 /* ---- emit_c.c: the C backend ---------------------------------------------------------- */
 
 /* One readable C11 file defining the model descriptor (RtModel, runtime/rt.h). */

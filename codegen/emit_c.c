@@ -132,7 +132,13 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_DROPMASK:
         fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
         cg_c_index(e->out, &x->idx);
-        fprintf(out, ", %.17g)", x->value);
+        if (e->f64) fprintf(out, ", %.17g)", x->value);
+        else { /* the keep threshold and the scale, from p here rather than per element */
+            CgDropout d = cg_dropout_of(x->value);
+            fprintf(out, ", %luu, ", (unsigned long)d.threshold);
+            float_c(out, d.scale);
+            fputc(')', out);
+        }
         return;
     case KIR_E_SUM:
     case KIR_E_RMAX:
@@ -148,7 +154,7 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_EXPM1: call1(e, fn_c(e, "expm1"), x->a[0]); return;
     case KIR_E_LOG: call1(e, fn_c(e, "log"), x->a[0]); return;
     case KIR_E_SQRT: call1(e, fn_c(e, "sqrt"), x->a[0]); return;
-    case KIR_E_TANH: call1(e, fn_c(e, "tanh"), x->a[0]); return;
+    case KIR_E_TANH: call1(e, e->f64 ? "tanh" : "tanh_r", x->a[0]); return;
     case KIR_E_ERF: call1(e, fn_c(e, "erf"), x->a[0]); return;
     case KIR_E_SIGMOID: call1(e, "sigmoid", x->a[0]); return;
     case KIR_E_ADD: infix(e, "+", x->a[0], x->a[1]); return;
@@ -684,6 +690,30 @@ static void helpers_f64_c(const E *e) {
               "}\n\n", out);
 }
 
+/* Horner's rule over c[0..n), in u: "((c5 * u + c4) * u + ...) + c0". */
+static void horner_c(FILE *out, const double *c, int n) {
+    for (int i = 1; i < n; i++) fputc('(', out);
+    float_c(out, c[n - 1]);
+    for (int i = n - 2; i >= 0; i--) {
+        fputs(" * u + ", out);
+        float_c(out, c[i]);
+        fputc(')', out);
+    }
+}
+
+/* tanh_r: the float32 tanh of codegen/fastmath.c, which gcc can vectorise. */
+static void tanh_c(const E *e) {
+    FILE *out = e->out;
+    fputs("/* tanh as an exactly odd rational function (chiralc's codegen/fastmath.c): within 7 ulp */\n"
+          "static inline float tanh_r(float x) {\n    const float cl = ", out);
+    float_c(out, cg_tanh_clamp);
+    fputs(";\n    float c = x > cl ? cl : x < -cl ? -cl : x, u = c * c;\n    float p = ", out);
+    horner_c(out, cg_tanh_num, CG_TANH_NNUM);
+    fputs(";\n    float q = ", out);
+    horner_c(out, cg_tanh_den, CG_TANH_NDEN);
+    fputs(";\n    float y = c * p / q;\n    return y > 1.0f ? 1.0f : y < -1.0f ? -1.0f : y;\n}\n\n", out);
+}
+
 void cg_emit_c(FILE *out, const CgModel *m) { cg_emit_c_opts(out, m, NULL); }
 
 void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
@@ -704,17 +734,17 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
             p->model, p->model, src, options, m->params_size, m->state_size, m->prep_size,
             k->arena_per_sample, k->arena_fixed);
     fputs("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include <cblas.h>\n\n"
-          "#include \"runtime/rt.h\"\n\n", out);
+          "#include \"runtime/rt.h\"\n#include \"support/philox.h\"\n\n", out);
     if (e.f64) helpers_f64_c(&e);
     else if (uses_op(k, KIR_E_SIGMOID))
         fputs("static inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }\n\n", out);
+    if (!e.f64 && uses_op(k, KIR_E_TANH)) tanh_c(&e);
     if (!e.f64 && uses_op(k, KIR_E_DROPMASK))
-        fputs("/* inverted dropout: the mask of element k of draw `stream` (see RtExec) */\n"
-              "static inline float dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
+        fputs("/* inverted dropout: the mask of element k of draw `stream` (see RtExec and\n"
+              " * support/philox.h), inline so that the loops around it vectorise */\n"
+              "static inline float dropmask(const RtExec *x, uint64_t stream, int64_t k, uint32_t thr, float scale) {\n"
               "    if (!x->dropout) return 1.0f;\n"
-              "    if (p >= 1) return 0.0f;\n"
-              "    return rt_rng_keep(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k, p) ? (float)(1.0 / (1.0 - p))\n"
-              "                                                                                   : 0.0f;\n"
+              "    return sup_dropout_keep(x->dropout_seed, (x->step << 32) | stream, (uint64_t)k, thr) ? scale : 0.0f;\n"
               "}\n\n", out);
     fputs("/* constant tables: gathers of the even/odd bases, orbits, coefficients */\n", out);
     bool *tused = sup_malloc(sizeof(bool) * (size_t)(k->ntabs + 1));

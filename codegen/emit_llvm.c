@@ -1,12 +1,14 @@
 /* codegen/emit_llvm.c: the LLVM backend: the kernel IR built as an LLVM module
  * through the LLVM C API, verified, optimised for the host CPU and written as an
- * object file (chiralc build --backend llvm) or as text (chiralc emit llvm).
+ * object file (chiralc build; the default CPU backend) or as text (chiralc emit llvm).
  *
  * It walks the same structure as the C backend (emit_c.c) and keeps its
  * arithmetic: float32 expressions, reductions accumulated in double, no
  * contraction into FMAs (LLVM contracts only under the `contract` flag, which is
  * never set), C's comparison semantics (ordered compares, `!= 0` unordered).
- * GEMM steps call cblas_sgemm, dropout calls rt_rng_keep, and the model
+ * GEMM steps call cblas_sgemm; tanh and the dropout mask's Philox rounds are
+ * small internal functions inlined into the loops (codegen/fastmath.c), so that the
+ * loop vectoriser widens them; the model
  * descriptor (RtModel, runtime/rt.h) with its tables is a set of constant
  * globals; the only external symbol is rt_model_get. Loop variables and
  * accumulators are allocas that mem2reg turns into registers.
@@ -59,6 +61,7 @@ bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOption
 #else
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
@@ -85,7 +88,10 @@ typedef struct L {
     LLVMTypeRef exec_ty, io_ty, param_ty, dense_ty, train_ty, model_ty;
     LLVMTypeRef kfn_ty;     /* void (const RtModel *, RtExec *) */
     LLVMTypeRef sgemm_ty, keep_ty, normal_ty, math_ty, dropmask_ty, par_ty, body_ty;
-    LLVMValueRef sgemm, keep, normal, dropmask, par;
+    LLVMValueRef sgemm, keep, normal, dropmask, tanh_r, par;
+    /* the loop kernel being built, where it draws dropout masks: RtExec's dropout flag,
+     * seed and step << 32, loaded once before its loops */
+    LLVMValueRef drop_on, drop_seed, drop_hi;
     LLVMValueRef *tabs;     /* by table: its global, made on first use */
     /* the function being built */
     LLVMValueRef fn, exec, N;
@@ -285,9 +291,6 @@ static void build_types(L *l) {
     l->sgemm_ty = LLVMFunctionType(l->v, sg, 14, false);
     l->sgemm = add_fn(l, "cblas_sgemm", l->sgemm_ty, false);
     LLVMTypeRef u3[] = {l->i64, l->i64, l->i64};
-    LLVMTypeRef k4[] = {l->i64, l->i64, l->i64, l->f64};
-    l->keep_ty = LLVMFunctionType(l->i32, k4, 4, false);
-    l->keep = add_fn(l, "rt_rng_keep", l->keep_ty, false);
     l->normal_ty = LLVMFunctionType(l->f64, u3, 3, false);
     l->normal = add_fn(l, "rt_rng_normal", l->normal_ty, false);
     LLVMTypeRef m1[] = {l->f32};
@@ -419,9 +422,11 @@ static LLVMValueRef expr_v(L *l, const KirExpr *x) {
         return LLVMBuildSelect(b, has, LLVMBuildFPTrunc(b, mom, l->f32, ""), cf32(l, x->value), "");
     }
     case KIR_E_DROPMASK: {
-        LLVMValueRef a[4] = {l->exec, LLVMConstInt(l->i64, x->stream, false), index_v(l, &x->idx),
-                             LLVMConstReal(l->f64, x->value)};
-        return LLVMBuildCall2(b, l->dropmask_ty, l->dropmask, a, 4, "");
+        CgDropout d = cg_dropout_of(x->value);
+        LLVMValueRef a[6] = {l->drop_on, l->drop_seed,
+                             LLVMBuildOr(b, l->drop_hi, LLVMConstInt(l->i64, x->stream, false), ""),
+                             index_v(l, &x->idx), LLVMConstInt(l->i32, d.threshold, false), cf32(l, d.scale)};
+        return LLVMBuildCall2(b, l->dropmask_ty, l->dropmask, a, 6, "");
     }
     case KIR_E_SUM:
     case KIR_E_RMAX:
@@ -440,7 +445,10 @@ static LLVMValueRef expr_v(L *l, const KirExpr *x) {
     case KIR_E_EXP: return call_math(l, "expf", expr_v(l, x->a[0]));
     case KIR_E_EXPM1: return call_math(l, "expm1f", expr_v(l, x->a[0]));
     case KIR_E_LOG: return call_math(l, "logf", expr_v(l, x->a[0]));
-    case KIR_E_TANH: return call_math(l, "tanhf", expr_v(l, x->a[0]));
+    case KIR_E_TANH: {
+        LLVMValueRef a = expr_v(l, x->a[0]);
+        return LLVMBuildCall2(b, l->math_ty, l->tanh_r, &a, 1, "");
+    }
     case KIR_E_ERF: return call_math(l, "erff", expr_v(l, x->a[0]));
     case KIR_E_SIGMOID: { /* 1 / (1 + exp(-v)), as the C backend's helper */
         LLVMValueRef e = call_math(l, "expf", LLVMBuildFNeg(b, expr_v(l, x->a[0]), ""));
@@ -537,10 +545,24 @@ static void scopes_close(L *l) {
     for (int b = 0; b < l->k->nbufs; b++) l->scope[b] = l->noalias[b] = NULL;
 }
 
+static bool has_op(const KirExpr *x, KirEop op) {
+    if (x->op == op) return true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (has_op(x->a[i], op)) return true;
+    return false;
+}
+
 /* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi). */
 static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
     scopes_open(l, lp);
+    bool drops = false;
+    for (int j = 0; j < lp->nst; j++) drops = drops || has_op(lp->st[j].e, KIR_E_DROPMASK);
+    if (drops) { /* loop-invariant loads that LLVM could not hoist past the stores */
+        l->drop_on = exec_field(l, l->exec, X_DROPOUT, l->i8);
+        l->drop_seed = exec_field(l, l->exec, X_SEED, l->i64);
+        l->drop_hi = LLVMBuildShl(l->b, exec_field(l, l->exec, X_STEP, l->i64), ci64(l, 32), "");
+    }
     LLVMValueRef *vals = sup_malloc(sizeof(LLVMValueRef) * (size_t)(lp->nst + 1));
     l->vals = vals;
     Loop lo[KIR_MAX_DIMS];
@@ -721,36 +743,81 @@ static LLVMValueRef densify_v(L *l) {
     return fv;
 }
 
-/* dropmask(x, stream, k, p): inverted dropout, the C backend's helper. */
+/* ---- functions inlined into the loops (codegen/fastmath.c) ---------------------------------- */
+
+static void always_inline(L *l, LLVMValueRef f) {
+    unsigned kind = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(l->cx, kind, 0));
+}
+static LLVMValueRef fn_entry(L *l, LLVMValueRef f) {
+    always_inline(l, f);
+    LLVMPositionBuilderAtEnd(l->b, LLVMAppendBasicBlockInContext(l->cx, f, "entry"));
+    return f;
+}
+/* select(a > b, b, select(a < -b, -b, a)), the C ternaries' order: NaN passes */
+static LLVMValueRef clamp_v(L *l, LLVMValueRef a, double lim) {
+    LLVMBuilderRef b = l->b;
+    LLVMValueRef hi = cf32(l, lim), lo = cf32(l, -lim);
+    LLVMValueRef low = LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOLT, a, lo, ""), lo, a, "");
+    return LLVMBuildSelect(b, LLVMBuildFCmp(b, LLVMRealOGT, a, hi, ""), hi, low, "");
+}
+static LLVMValueRef horner_v(L *l, LLVMValueRef u, const double *c, int n) {
+    LLVMValueRef acc = cf32(l, c[n - 1]);
+    for (int i = n - 2; i >= 0; i--) acc = LLVMBuildFAdd(l->b, LLVMBuildFMul(l->b, acc, u, ""), cf32(l, c[i]), "");
+    return acc;
+}
+
+/* float tanh_r(float x): the rational tanh, the C backend's tanh_r operation for operation. */
+static void tanh_fn_v(L *l) {
+    LLVMValueRef f = fn_entry(l, l->tanh_r = add_fn(l, "tanh_r", l->math_ty, true));
+    LLVMValueRef c = clamp_v(l, LLVMGetParam(f, 0), cg_tanh_clamp), u = LLVMBuildFMul(l->b, c, c, "u");
+    LLVMValueRef p = horner_v(l, u, cg_tanh_num, CG_TANH_NNUM), q = horner_v(l, u, cg_tanh_den, CG_TANH_NDEN);
+    LLVMBuildRet(l->b, clamp_v(l, LLVMBuildFDiv(l->b, LLVMBuildFMul(l->b, c, p, ""), q, ""), 1));
+}
+
+/* i1 philox_keep(i64 seed, i64 stream, i64 k, i32 thr): support/philox.h's
+ * sup_dropout_keep, its ten rounds unrolled; pure integer arithmetic, so the loop
+ * vectoriser widens it (a 32 x 32 -> 64-bit multiply per lane). */
+static void keep_fn_v(L *l) {
+    LLVMTypeRef pt[] = {l->i64, l->i64, l->i64, l->i32};
+    l->keep_ty = LLVMFunctionType(l->i1, pt, 4, false);
+    LLVMValueRef f = fn_entry(l, l->keep = add_fn(l, "philox_keep", l->keep_ty, true));
+    LLVMBuilderRef b = l->b;
+    LLVMValueRef seed = LLVMGetParam(f, 0), stream = LLVMGetParam(f, 1), k = LLVMGetParam(f, 2);
+    LLVMValueRef ctr = LLVMBuildLShr(b, k, ci64(l, 2), "");
+#define LO(v) LLVMBuildTrunc(b, v, l->i32, "")
+#define HI(v) LLVMBuildTrunc(b, LLVMBuildLShr(b, v, ci64(l, 32), ""), l->i32, "")
+    LLVMValueRef c0 = LO(ctr), c1 = HI(ctr), c2 = LO(stream), c3 = HI(stream), k0 = LO(seed), k1 = HI(seed);
+    for (int round = 0; round < 10; round++) {
+        LLVMValueRef p0 = LLVMBuildNUWMul(b, LLVMBuildZExt(b, c0, l->i64, ""), ci64(l, 0xD2511F53L), "");
+        LLVMValueRef p1 = LLVMBuildNUWMul(b, LLVMBuildZExt(b, c2, l->i64, ""), ci64(l, 0xCD9E8D57L), "");
+        LLVMValueRef n0 = LLVMBuildXor(b, LLVMBuildXor(b, HI(p1), c1, ""), k0, "");
+        LLVMValueRef n2 = LLVMBuildXor(b, LLVMBuildXor(b, HI(p0), c3, ""), k1, "");
+        c0 = n0, c1 = LO(p1), c2 = n2, c3 = LO(p0);
+        k0 = LLVMBuildAdd(b, k0, ci32(l, (long)0x9E3779B9L), "");
+        k1 = LLVMBuildAdd(b, k1, ci32(l, (long)0xBB67AE85L), "");
+    }
+#undef LO
+#undef HI
+    LLVMValueRef w = LLVMBuildTrunc(b, LLVMBuildAnd(b, k, ci64(l, 3), ""), l->i32, "");
+    LLVMValueRef word = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 0), ""), c0,
+                         LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 1), ""), c1,
+                          LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 2), ""), c2, c3, ""), ""), "");
+    LLVMBuildRet(b, LLVMBuildICmp(b, LLVMIntUGE, word, LLVMGetParam(f, 3), ""));
+}
+
+/* float dropmask(i8 on, i64 seed, i64 stream, i64 k, i32 thr, float scale): inverted
+ * dropout, the C backend's helper without its branch (stream holds step << 32). */
 static void dropmask_v(L *l) {
-    LLVMTypeRef pt[] = {l->pexec, l->i64, l->i64, l->f64};
-    l->dropmask_ty = LLVMFunctionType(l->f32, pt, 4, false);
-    l->dropmask = add_fn(l, "dropmask", l->dropmask_ty, true);
-    LLVMValueRef f = l->dropmask, x = LLVMGetParam(f, 0), p = LLVMGetParam(f, 3);
-    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(l->cx, f, "entry");
-    LLVMBasicBlockRef off = LLVMAppendBasicBlockInContext(l->cx, f, "off");
-    LLVMBasicBlockRef on = LLVMAppendBasicBlockInContext(l->cx, f, "on");
-    LLVMBasicBlockRef all = LLVMAppendBasicBlockInContext(l->cx, f, "all");
-    LLVMBasicBlockRef draw = LLVMAppendBasicBlockInContext(l->cx, f, "draw");
-    LLVMPositionBuilderAtEnd(l->b, entry);
-    LLVMValueRef d = exec_field(l, x, X_DROPOUT, l->i8);
-    LLVMBuildCondBr(l->b, LLVMBuildICmp(l->b, LLVMIntNE, d, LLVMConstInt(l->i8, 0, false), ""), on, off);
-    LLVMPositionBuilderAtEnd(l->b, off);
-    LLVMBuildRet(l->b, cf32(l, 1));
-    LLVMPositionBuilderAtEnd(l->b, on);
-    LLVMBuildCondBr(l->b, LLVMBuildFCmp(l->b, LLVMRealOGE, p, LLVMConstReal(l->f64, 1), ""), all, draw);
-    LLVMPositionBuilderAtEnd(l->b, all);
-    LLVMBuildRet(l->b, cf32(l, 0));
-    LLVMPositionBuilderAtEnd(l->b, draw);
-    LLVMValueRef seed = exec_field(l, x, X_SEED, l->i64), step = exec_field(l, x, X_STEP, l->i64);
-    LLVMValueRef a[4] = {seed, LLVMBuildOr(l->b, LLVMBuildShl(l->b, step, ci64(l, 32), ""), LLVMGetParam(f, 1), ""),
-                         LLVMGetParam(f, 2), p};
-    LLVMValueRef kept = LLVMBuildCall2(l->b, l->keep_ty, l->keep, a, 4, "kept");
-    LLVMValueRef scale = LLVMBuildFPTrunc(l->b, LLVMBuildFDiv(l->b, LLVMConstReal(l->f64, 1),
-                                                               LLVMBuildFSub(l->b, LLVMConstReal(l->f64, 1), p, ""), ""),
-                                          l->f32, "");
-    LLVMBuildRet(l->b, LLVMBuildSelect(l->b, LLVMBuildICmp(l->b, LLVMIntNE, kept, LLVMConstInt(l->i32, 0, false), ""), scale,
-                                   cf32(l, 0), ""));
+    LLVMTypeRef pt[] = {l->i8, l->i64, l->i64, l->i64, l->i32, l->f32};
+    l->dropmask_ty = LLVMFunctionType(l->f32, pt, 6, false);
+    LLVMValueRef f = fn_entry(l, l->dropmask = add_fn(l, "dropmask", l->dropmask_ty, true));
+    LLVMBuilderRef b = l->b;
+    LLVMValueRef a[4] = {LLVMGetParam(f, 1), LLVMGetParam(f, 2), LLVMGetParam(f, 3), LLVMGetParam(f, 4)};
+    LLVMValueRef kept = LLVMBuildCall2(b, l->keep_ty, l->keep, a, 4, "kept");
+    LLVMValueRef m = LLVMBuildSelect(b, kept, LLVMGetParam(f, 5), cf32(l, 0), "");
+    LLVMValueRef on = LLVMBuildICmp(b, LLVMIntNE, LLVMGetParam(f, 0), LLVMConstInt(l->i8, 0, false), "");
+    LLVMBuildRet(b, LLVMBuildSelect(b, on, m, cf32(l, 1), ""));
 }
 
 /* ---- the descriptor ----------------------------------------------------------------------------- */
@@ -934,6 +1001,8 @@ static void module_v(L *l) {
     const CgModel *m = l->m;
     const KirProgram *k = l->k;
     const IrProgram *p = m->prog;
+    tanh_fn_v(l);
+    keep_fn_v(l);
     dropmask_v(l);
     LLVMValueRef fns[KIR_NUM_FNS] = {0};
     for (int f = 0; f < KIR_NUM_FNS; f++) {
@@ -984,12 +1053,29 @@ static void module_v(L *l) {
 
 /* ---- build, verify, optimise, write --------------------------------------------------------------- */
 
+/* CHIRALC_LLVM_OPTIONS: LLVM's own command-line options, for work on this backend
+ * (say "-pass-remarks-missed=loop-vectorize" to hear why a loop kernel stays
+ * scalar). LLVM takes them once per process. */
+static void llvm_options(void) {
+    static bool done;
+    const char *env = getenv("CHIRALC_LLVM_OPTIONS");
+    if (done || !env || !*env) return;
+    done = true;
+    static char buf[1024];
+    snprintf(buf, sizeof buf, "%s", env);
+    const char *argv[64] = {"chiralc"};
+    int argc = 1;
+    for (char *t = strtok(buf, " "); t && argc < 64; t = strtok(NULL, " ")) argv[argc++] = t;
+    LLVMParseCommandLineOptions(argc, argv, "chiralc");
+}
+
 /* The module for the host; false (with *why) when LLVM cannot target it. */
 static bool module_new(L *l, const CgModel *m, int opt, const char **why) {
     memset(l, 0, sizeof *l);
     l->m = m, l->k = m->k;
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
+    llvm_options();
     char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
     LLVMTargetRef target;
     if (LLVMGetTargetFromTriple(triple, &target, &err)) {

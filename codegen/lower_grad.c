@@ -147,8 +147,14 @@ static void tap_range(const Geo *g, int tap, int *t0, int *t1) {
 }
 
 /* dx[b][t s + off][.] += dy[b][t][.] W_tap for the frames where the tap reads x:
- * one strided-batched GEMM per tap (rows of dx step by the stride), into dx of
- * width w (zeroed first unless direct). */
+ * one GEMM per tap (rows of dx step by the stride), into dx of width w.
+ *
+ * Where every tap reads every output frame and Ti = To s (VideoPose3D's strided
+ * training form: stride = kernel, no padding), sample b's rows follow sample b-1's
+ * at the same strides in dy and in dx, so a tap is one GEMM over all N To rows
+ * instead of a batch of N tiny ones (m = To: 1 to 27 rows). Where moreover the
+ * taps tile the stride (k = s, d = 1), each row of dx is written by exactly one tap:
+ * no zero fill, beta = 0. */
 static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long wy, int W, long woff, long tapstride,
                             long ldw, int dx, long wx, const char *what) {
     L *l = b->l;
@@ -157,16 +163,24 @@ static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long wy
              wx, 0);
         return;
     }
-    cg_zero_fill(l, FN(b), dx, 0, NB((long)g->Ti * wx), arena_printf(l->a, "%s: zero", what));
+    bool whole = g->pad == 0 && g->Ti == g->To * g->s && (long)(g->k - 1) * g->d < g->s;
+    bool tiled = whole && g->d == 1 && g->k == g->s;
+    if (!tiled) cg_zero_fill(l, FN(b), dx, 0, NB((long)g->Ti * wx), arena_printf(l->a, "%s: zero", what));
     for (int tap = 0; tap < g->k; tap++) {
         int t0, t1;
         tap_range(g, tap, &t0, &t1);
         if (t1 <= t0) continue;
-        KirGemm gm = {.ta = false, .tb = false, .m = D(t1 - t0), .n = D(wx), .k = D(wy), .alpha = 1, .beta = 1};
+        KirGemm gm = {.ta = false, .tb = false, .m = D(t1 - t0), .n = D(wx), .k = D(wy), .alpha = 1,
+                      .beta = tiled ? 0 : 1};
         gm.a = (KirMat){dy, (long)t0 * wy, wy, (long)g->To * wy};
         gm.b = (KirMat){W, woff + tap * tapstride, ldw, 0};
         gm.c = (KirMat){dx, ((long)t0 * g->s + (long)tap * g->d - g->pad) * wx, (long)g->s * wx, (long)g->Ti * wx};
         gm.count = NB(1);
+        if (whole) { /* t0 = 0, t1 = To: one GEMM over every sample's rows */
+            sup_assert(t0 == 0 && t1 == g->To);
+            gm.m = NB(g->To), gm.count = D(0);
+            gm.a.stride = gm.c.stride = 0;
+        }
         kir_gemm(K(b), FN(b), arena_printf(l->a, "%s tap %d", what, tap), &gm);
     }
     (void)f;

@@ -99,6 +99,11 @@ static void stop_workers(void) {
     pool.quit = false;
 }
 
+/* The pool's threads are joined when the code that owns them goes: at exit, and at
+ * dlclose of a shared object that holds this file (the tests load one model after
+ * another), whose unmapped condition variable a waiting worker would otherwise touch. */
+__attribute__((destructor)) static void pool_fini(void) { stop_workers(); }
+
 void rt_parallel_set_threads(int n) {
     if (n < 1) n = 1;
     if (n > MAX_THREADS) n = MAX_THREADS;

@@ -479,6 +479,53 @@ static void test_dropout_mask(void **state) {
     cg_backend = CG_BACKEND_C;
 }
 
+/* tanh as the CPU backends compute it (codegen/fastmath.c, a rational function in
+ * place of libm's call): within 1e-6 of tanh, relative, over [-12, 12] and at tiny and
+ * huge arguments; exactly odd, bit for bit; never beyond +-1; NaN stays NaN. */
+static void tanh_values(IrProgram *p) {
+    Built bl = build(p, false);
+    const RtModel *rm = bl.rm;
+    enum { W = 64, B = 4096, H = W * B / 2 };
+    float *x = malloc(sizeof(float) * W * B), *y = malloc(sizeof(float) * W * B), ar[1];
+    for (int i = 0; i < H; i++) { /* x and -x in the two halves */
+        x[i] = -12.0f + 24.0f * (float)i / (float)(H - 4);
+        if (i >= H - 4) x[i] = (float[]){1e-30f, 3e-8f, 1e30f, INFINITY}[i - (H - 4)];
+        x[H + i] = -x[i];
+    }
+    x[H - 5] = NAN;
+    x[2 * H - 5] = NAN;
+    float *in[1] = {x}, *out[1] = {y};
+    float *arena_f = calloc((size_t)(rm->arena_per_sample * B + rm->arena_fixed + 1), sizeof(float));
+    RtExec ex = {.batch = B, .mode = RT_MODE_INFERENCE, .params = ar, .state = ar, .prep = ar,
+                 .inputs = (const float *const *)in, .outputs = out, .arena = arena_f, .bn_momentum = -1};
+    rm->forward(rm, &ex);
+    for (int i = 0; i < H; i++) {
+        if (isnan(x[i])) {
+            assert_true(isnan(y[i]) && isnan(y[H + i]));
+            continue;
+        }
+        double want = tanh((double)x[i]), err = fabs(y[i] - want) / fmax(fabs(want), 1e-38);
+        if (!(err <= 1e-6)) fail_msg("%s: tanh(%.9g) = %.9g, want %.9g", cg_backend_name[cg_backend], x[i], y[i], want);
+        if (!(fabsf(y[i]) <= 1.0f)) fail_msg("tanh(%.9g) = %.9g", x[i], y[i]);
+        uint32_t a, b;
+        float neg = -y[H + i];
+        memcpy(&a, &y[i], 4), memcpy(&b, &neg, 4);
+        if (a != b) fail_msg("%s: tanh(-x) = %.9g is not -tanh(x) = %.9g", cg_backend_name[cg_backend], y[H + i], -y[i]);
+    }
+    free(x), free(y), free(arena_f);
+    dlclose(bl.dl);
+}
+
+static void test_tanh(void **state) {
+    static const char src[] = "model th\n"
+                              "input  x : features(64)\n"
+                              "output y : features(64)\n"
+                              "net {\n  y = tanh(x)\n}\n";
+    IrProgram *p = front_text("th.net", src, NULL, 0, false);
+    for (cg_backend = 0; cg_backend < cg_backends(); cg_backend++) tanh_values(p);
+    cg_backend = CG_BACKEND_C;
+}
+
 /* init: deterministic in the seed, fan-in scaled blocks, gamma and running variance 1,
  * and the paper's held-at-zero weights zero (lift_pairs_mixed has sharing = paper). */
 static void test_init(void **state) {
@@ -672,6 +719,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_golden_kir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fingerprint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dropout_mask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tanh, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init, setup, teardown),
         cmocka_unit_test_setup_teardown(test_martinez, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d, setup, teardown),
