@@ -2,7 +2,7 @@
  * file that defines the model descriptor of runtime/rt.h (model.h section).
  *
  * One C function per kernel IR function; every step is a commented block: a
- * GEMM is a cblas_sgemm call (OpenBLAS), a loop kernel nested for loops with
+ * GEMM is an rt_sgemm call (OpenBLAS on the runtime's threads), a loop kernel nested for loops with
  * its reductions as inner loops (accumulated in double). Buffers are pointers
  * into the caller's params / state / prep / inputs / outputs / arena, at the
  * offsets of the memory plan. */
@@ -243,8 +243,10 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
             ind = 2;
         }
         indent(out, ind);
-        fprintf(out, "cblas_%cgemm(CblasRowMajor, %s, %s, ", e->f64 ? 'd' : 's', g->ta ? "CblasTrans" : "CblasNoTrans",
-                g->tb ? "CblasTrans" : "CblasNoTrans");
+        if (e->f64) /* the tests' float64 mode: OpenBLAS as it is */
+            fprintf(out, "cblas_dgemm(CblasRowMajor, %s, %s, ", g->ta ? "CblasTrans" : "CblasNoTrans",
+                    g->tb ? "CblasTrans" : "CblasNoTrans");
+        else fprintf(out, "rt_sgemm(%d, %d, ", g->ta, g->tb); /* OpenBLAS on the runtime's threads */
         dim_c(out, g->m), fputs(", ", out), dim_c(out, g->n), fputs(", ", out), dim_c(out, g->k);
         fputs(", ", out), num_c(e, g->alpha), fputs(",\n", out);
         indent(out, ind + 2), mat_c(e, &g->a, batched), fputs(", ", out), mat_c(e, &g->b, batched);

@@ -6,7 +6,7 @@
  * arithmetic: float32 expressions, reductions accumulated in double, no
  * contraction into FMAs (LLVM contracts only under the `contract` flag, which is
  * never set), C's comparison semantics (ordered compares, `!= 0` unordered).
- * GEMM steps call cblas_sgemm; tanh and the dropout mask's Philox rounds are
+ * GEMM steps call rt_sgemm (OpenBLAS on the runtime's threads); tanh and the dropout mask's Philox rounds are
  * small internal functions inlined into the loops (codegen/fastmath.c), so that the
  * loop vectoriser widens them; the model
  * descriptor (RtModel, runtime/rt.h) with its tables is a set of constant
@@ -71,9 +71,6 @@ bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOption
 
 bool cg_llvm_available(void) { return true; }
 
-/* cblas.h's constants (CBLAS_ORDER, CBLAS_TRANSPOSE); blasint is int in the
- * OpenBLAS builds we link (not the 64-bit-integer interface). */
-enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
 typedef struct L {
     const CgModel *m;
@@ -286,10 +283,10 @@ static void build_types(L *l) {
 
     LLVMTypeRef kp[] = {l->pi8, l->pexec};
     l->kfn_ty = LLVMFunctionType(l->v, kp, 2, false);
-    LLVMTypeRef sg[] = {l->i32, l->i32, l->i32, l->i32, l->i32, l->i32, l->f32, l->pf32, l->i32,
+    LLVMTypeRef sg[] = {l->i32, l->i32, l->i32, l->i32, l->i32, l->f32, l->pf32, l->i32,
                         l->pf32, l->i32, l->f32, l->pf32, l->i32};
-    l->sgemm_ty = LLVMFunctionType(l->v, sg, 14, false);
-    l->sgemm = add_fn(l, "cblas_sgemm", l->sgemm_ty, false);
+    l->sgemm_ty = LLVMFunctionType(l->v, sg, 13, false);
+    l->sgemm = add_fn(l, "rt_sgemm", l->sgemm_ty, false);
     LLVMTypeRef u3[] = {l->i64, l->i64, l->i64};
     l->normal_ty = LLVMFunctionType(l->f64, u3, 3, false);
     l->normal = add_fn(l, "rt_rng_normal", l->normal_ty, false);
@@ -494,12 +491,12 @@ static void gemm_v(L *l, const KirGemm *g) {
     Loop q = {0};
     LLVMValueRef qv = NULL;
     if (g->count.n > 0) qv = loop_open(l, &q, dim_v(l, g->count), "q");
-    LLVMValueRef a[14] = {
-        ci32(l, CBLAS_ROW_MAJOR), ci32(l, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS), ci32(l, g->tb ? CBLAS_TRANS : CBLAS_NO_TRANS),
+    LLVMValueRef a[13] = {
+        ci32(l, g->ta), ci32(l, g->tb),
         i32_of(l, dim_v(l, g->m)), i32_of(l, dim_v(l, g->n)), i32_of(l, dim_v(l, g->k)), cf32(l, g->alpha),
         mat_v(l, &g->a, qv), ci32(l, g->a.ld), mat_v(l, &g->b, qv), ci32(l, g->b.ld), cf32(l, g->beta),
         mat_v(l, &g->c, qv), ci32(l, g->c.ld)};
-    LLVMBuildCall2(l->b, l->sgemm_ty, l->sgemm, a, 14, "");
+    LLVMBuildCall2(l->b, l->sgemm_ty, l->sgemm, a, 13, "");
     if (qv) loop_close(l, &q);
 }
 
@@ -552,10 +549,94 @@ static bool has_op(const KirExpr *x, KirEop op) {
     return false;
 }
 
+/* The elements [*lo, *hi] that an index of i0 alone reaches over [0, n); false when it
+ * depends on anything else. */
+static bool i0_range(const KirIndex *x, long n, long *lo, long *hi) {
+    if (x->ntab || x->guard) return false;
+    for (int v = 1; v < KIR_NVARS; v++)
+        if (x->coef[v]) return false;
+    long a = x->off, b = x->off + x->coef[0] * (n - 1);
+    *lo = a < b ? a : b, *hi = a < b ? b : a;
+    return true;
+}
+/* Whether every load in x of the buffer that st stores into reads elements that the
+ * store never writes (batchnorm keeps its statistics side by side in one buffer). */
+static bool loads_apart(const KirExpr *x, const KirIndex *st, long n) {
+    if (x->op == KIR_E_LOAD && x->idx.buf == st->buf) {
+        long a0, a1, b0, b1;
+        if (!i0_range(&x->idx, n, &a0, &a1) || !i0_range(st, n, &b0, &b1) || !(a1 < b0 || b1 < a0)) return false;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (!loads_apart(x->a[i], st, n)) return false;
+    return true;
+}
+
+/* Reductions with the rows outside: a one-dimensional kernel of one store whose
+ * reductions run over many rows (batchnorm's statistics: loop [C] reduce r < N T,
+ * reading x[r C + i0]). Channel by channel, as written, each channel walks the
+ * whole tensor a float per cache line; here one accumulator per channel (a stack
+ * array of doubles) is added to row by row, the inner loop over the channels is
+ * contiguous and vectorises, and each channel still sums its rows in order r = 0,
+ * 1, ...: the same double additions, the same result. */
+enum { ROWS_MAX_EXT = 8192 };
+static bool rows_outside(const KirLoop *lp) {
+    if (lp->ndims != 1 || !lp->has_red || lp->nst != 1 || lp->ext[0].batch || lp->ext[0].n > ROWS_MAX_EXT ||
+        lp->ext[0].n < 2)
+        return false;
+    const KirStore *st = &lp->st[0];
+    return st->idx.buf >= 0 && loads_apart(st->e, &st->idx, lp->ext[0].n) && !has_op(st->e, KIR_E_VAL) &&
+           !has_op(st->e, KIR_E_DROPMASK);
+}
+static void rows_outside_v(L *l, const KirLoop *lp, LLVMValueRef lo, LLVMValueRef hi) {
+    const KirStore *st = &lp->st[0];
+    if (!lo) lo = ci64(l, 0), hi = ci64(l, lp->ext[0].n);
+    l->nred = 0;
+    find_reds(l, st->e);
+    int nred = l->nred;
+    LLVMTypeRef arr = LLVMArrayType(l->f64, (unsigned)lp->ext[0].n);
+    LLVMValueRef acc[16];
+    Loop c, r;
+    for (int k = 0; k < nred; k++) {
+        acc[k] = alloca_of(l, arr, "acc");
+        l->var[0] = loop_open_from(l, &c, lo, hi, "i0");
+        LLVMValueRef ix[2] = {ci64(l, 0), l->var[0]};
+        LLVMBuildStore(l->b, LLVMConstReal(l->f64, l->red[k]->op == KIR_E_SUM ? 0.0 : -INFINITY),
+                       LLVMBuildInBoundsGEP2(l->b, arr, acc[k], ix, 2, ""));
+        loop_close(l, &c);
+    }
+    l->var[KIR_RVAR] = loop_open(l, &r, dim_v(l, lp->red), "r");
+    l->var[0] = loop_open_from(l, &c, lo, hi, "i0");
+    l->nred = 0; /* the operands hold no reductions */
+    for (int k = 0; k < nred; k++) {
+        const KirExpr *x = l->red[k];
+        LLVMValueRef ix[2] = {ci64(l, 0), l->var[0]};
+        LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, arr, acc[k], ix, 2, "");
+        LLVMValueRef v = LLVMBuildFPExt(l->b, expr_v(l, x->a[0]), l->f64, "");
+        LLVMValueRef old = LLVMBuildLoad2(l->b, l->f64, p, ""), args[2] = {old, v};
+        LLVMBuildStore(l->b, x->op == KIR_E_SUM ? LLVMBuildFAdd(l->b, old, v, "") : call_intr(l, "llvm.maxnum", l->f64, args, 2), p);
+    }
+    loop_close(l, &c);
+    loop_close(l, &r);
+    l->nred = nred;
+    l->var[0] = loop_open_from(l, &c, lo, hi, "i0");
+    for (int k = 0; k < nred; k++) {
+        LLVMValueRef ix[2] = {ci64(l, 0), l->var[0]};
+        LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, arr, acc[k], ix, 2, "");
+        l->redv[k] = LLVMBuildFPTrunc(l->b, LLVMBuildLoad2(l->b, l->f64, p, ""), l->f32, "");
+    }
+    store_at(l, st->idx.buf, index_v(l, &st->idx), expr_v(l, st->e));
+    loop_close(l, &c);
+}
+
 /* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi). */
 static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
     scopes_open(l, lp);
+    if (rows_outside(lp)) {
+        rows_outside_v(l, lp, i0_lo, i0_hi);
+        scopes_close(l);
+        return;
+    }
     bool drops = false;
     for (int j = 0; j < lp->nst; j++) drops = drops || has_op(lp->st[j].e, KIR_E_DROPMASK);
     if (drops) { /* loop-invariant loads that LLVM could not hoist past the stores */

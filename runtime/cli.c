@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
 
 #include "runtime/rt.h"
 
@@ -253,11 +252,8 @@ static int parse(const char *prog, const Cmd *c, int argc, char **argv, RtOpts *
     return 0;
 }
 
-/* OpenBLAS and the loop kernels' pool take turns (runtime/parallel.c): both get all n. */
-void rt_set_threads(int n) {
-    openblas_set_num_threads(n > 0 ? n : DEFAULT_THREADS);
-    rt_parallel_set_threads(n > 0 ? n : DEFAULT_THREADS);
-}
+/* The pool runs loop kernels and GEMMs alike (runtime/parallel.c). */
+void rt_set_threads(int n) { rt_parallel_set_threads(n > 0 ? n : DEFAULT_THREADS); }
 
 int rt_report(const RtModel *m, const RtError *e) {
     fprintf(stderr, "%s: error: %s\n", m->name, e->msg);

@@ -1,13 +1,16 @@
-/* runtime/parallel.c: the generated loop kernels on every core.
+/* runtime/parallel.c: the generated loop kernels and GEMMs on every core.
  *
  * Generated code (both CPU backends) outlines every loop kernel whose outer iterations
  * are independent (kir_loop_parallel) into fn(ctx, lo, hi) and calls rt_parallel_for:
  * the caller runs the first block of i0 and a small persistent pool of threads - 1
- * workers the others. The pool never runs at the same time as OpenBLAS: a step is
- * either a GEMM or a loop kernel, and the caller returns from rt_parallel_for only when
- * every block is done, so the program's --threads is the number of busy cores in both
- * (rt_set_threads sets both). Results do not depend on the thread count: every point
- * of a kernel is computed by exactly one thread, in the same arithmetic.
+ * workers the others. Loop kernels give the same results at every thread count: every
+ * point is computed by exactly one thread, in the same arithmetic.
+ *
+ * GEMMs run on the same threads (rt_sgemm): each thread calls a single-threaded
+ * OpenBLAS sgemm on blocks of C's rows (or columns, when C has few rows). With
+ * OpenBLAS's own threads, which spin for a long while after every GEMM, the two pools
+ * took turns on the same cores and the scheduler's switching between them cost a
+ * tenth of a training step; now the pool is every thread the program has.
  *
  * Workers wait for the next job spinning for a short while (the steps of a batch come
  * back to back), yielding the core so that OpenBLAS's own threads, which spin the same
@@ -20,6 +23,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include <cblas.h>
 
 #include "runtime/rt.h"
 
@@ -107,6 +112,7 @@ __attribute__((destructor)) static void pool_fini(void) { stop_workers(); }
 void rt_parallel_set_threads(int n) {
     if (n < 1) n = 1;
     if (n > MAX_THREADS) n = MAX_THREADS;
+    openblas_set_num_threads(1); /* the pool is every thread (rt_sgemm) */
     if (n == pool.threads) return;
     stop_workers();
     pool.threads = n;
@@ -144,4 +150,67 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
     for (int i = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < pool.nworkers; i++)
         if ((i & 63) == 63) sched_yield();
     atomic_store(&pool.busy, false);
+}
+
+/* ---- GEMMs on the pool ---------------------------------------------------------------- */
+
+/* A GEMM is cut into parts that depend on its shape alone, never on the thread count:
+ * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
+ * results are the same at every --threads (a resumed run at --threads 1 matches an
+ * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy; each part
+ * packs the operand it shares with the others once more, which costs about one copy
+ * per 100 multiply-adds at the smallest part worth cutting. */
+enum {
+    GEMM_PARTS = 8,
+    GEMM_BLOCK = 16, /* parts start at multiples of OpenBLAS's register tile */
+};
+
+typedef struct Gemm {
+    int ta, tb, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+    bool rows;  /* parts are blocks of C's rows (else its columns) */
+    int parts;
+} Gemm;
+
+static int part_start(const Gemm *g, int64_t p) {
+    int64_t len = g->rows ? g->m : g->n;
+    if (p >= g->parts) return (int)len;
+    int64_t blocks = (len + GEMM_BLOCK - 1) / GEMM_BLOCK;
+    return (int)(blocks * p / g->parts * GEMM_BLOCK);
+}
+
+static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
+    const Gemm *g = ctx;
+    for (int64_t p = lo; p < hi; p++) {
+        int from = part_start(g, p), len = part_start(g, p + 1) - from;
+        if (len <= 0) continue;
+        const float *a = g->a, *b = g->b;
+        float *c = g->c;
+        int m = g->m, n = g->n;
+        if (g->rows) { /* rows of op(A) and of C */
+            a += g->ta ? from : (long)from * g->lda;
+            c += (long)from * g->ldc;
+            m = len;
+        } else { /* columns of op(B) and of C */
+            b += g->tb ? (long)from * g->ldb : from;
+            c += from;
+            n = len;
+        }
+        cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, m, n, g->k,
+                    g->alpha, a, g->lda, b, g->ldb, g->beta, c, g->ldc);
+    }
+}
+
+void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+              float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, m >= n || m >= 4 * GEMM_BLOCK, 1};
+    int64_t len = g.rows ? m : n, blocks = (len + GEMM_BLOCK - 1) / GEMM_BLOCK;
+    /* worth cutting: at least 2^20 multiply-adds a part */
+    int64_t work = (int64_t)m * n * (k > 0 ? k : 1), by_work = work >> 20;
+    g.parts = (int)(blocks < GEMM_PARTS ? blocks : GEMM_PARTS);
+    if (by_work < g.parts) g.parts = by_work > 1 ? (int)by_work : 1;
+    rt_parallel_for(gemm_parts, &g, g.parts, work);
 }

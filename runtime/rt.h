@@ -124,14 +124,20 @@ void rt_philox4x32(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]
  * interpreter and generated CUDA code; p >= 1 keeps nothing. */
 int rt_rng_keep(uint64_t seed, uint64_t stream, uint64_t k, double p);
 
-/* ---- parallel.c: the generated loop kernels on every core ---------------------------- */
+/* ---- parallel.c: the generated loop kernels and GEMMs on every core -------------------- */
 /* A loop kernel's outer iterations [lo, hi) (generated code outlines them). */
 typedef void (*RtParallelFn)(void *ctx, int64_t lo, int64_t hi);
 /* Runs fn over [0, n) in contiguous blocks, one per thread, and returns when all are done;
  * serially (fn(ctx, 0, n)) with one thread, or when `work` (the kernel's points) is too
- * small to pay for waking a worker. Never at the same time as OpenBLAS: see parallel.c. */
+ * small to pay for waking a worker. */
 void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work);
-/* The pool's size, the caller included (default 1); rt_set_threads sets it with OpenBLAS's. */
+/* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (ta, tb: 0 or 1 for
+ * transposed), in blocks of C's rows or columns on the pool's threads: the generated
+ * code's GEMMs. */
+void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+              float beta, float *c, int ldc);
+/* The pool's size, the caller included (default 1); it also sets OpenBLAS to one thread:
+ * rt_sgemm parallelises GEMMs itself. */
 void rt_parallel_set_threads(int n);
 int rt_parallel_threads(void);
 

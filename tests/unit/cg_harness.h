@@ -129,8 +129,8 @@ static __attribute__((unused)) void build_llvm(Built *b, const char *tag, int op
                                 src_dir(), rng);
         if (system(cc) != 0) fail_msg("cannot compile: %s", cc);
         snprintf(cg_par_obj, sizeof cg_par_obj, "%s/parallel.o", workdir);
-        cc = arena_printf(arena, "%s -std=c11 -O1 -fPIC -w -I%s -c %s/runtime/parallel.c -o %s", CG_CC, src_dir(),
-                          src_dir(), cg_par_obj);
+        cc = arena_printf(arena, "%s -std=c11 -O1 -fPIC -w -I%s -I%s -c %s/runtime/parallel.c -o %s", CG_CC, src_dir(),
+                          CG_CBLAS_INCLUDE, src_dir(), cg_par_obj);
         if (system(cc) != 0) fail_msg("cannot compile: %s", cc);
     }
     char *cmd = arena_printf(arena, "%s -shared -fPIC -pthread %s %s %s -o %s %s -lm", CG_CC, obj, rng, cg_par_obj, so,
