@@ -436,6 +436,20 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
 
 /* ---- batchnorm ------------------------------------------------------------------------- */
 
+/* lower_batchnorm keeps its statistics as (m, mu, d, var, scale), F each */
+KirExpr *cg_bn_train_expr(L *l, const IrNode *n, int xb) {
+    int F = n->shape.feat, st = l->bnst[n->id];
+    sup_assert(st >= 0);
+    const IrParamEntry *eb = cg_need(l, n, "beta", 0, 0, 0);
+    const BT *bt = cg_bt_of(l, eb->basis_out);
+    Fold f = cg_fold_of(l, n, bt);
+    Src beta = {PIX(l, f.beta, 0)};
+    KirExpr *bfull = bt->de > 0 ? cg_synth_expr(l, bt, 1, &beta, 1, NULL, 0) : NULL;
+    KirExpr *e = MUL(l, kir_bin(l->k, KIR_E_SUB, LD(l, IXv(xb, 0, F, 1, 0, 0)), LD(l, IXv(st, F, 0, 1, 0, 0))),
+                     LD(l, IXv(st, 4L * F, 0, 1, 0, 0)));
+    return ADD(l, e, bfull);
+}
+
 static void lower_batchnorm(L *l, const IrNode *n) {
     const IrNode *x = n->in[0];
     int xb = l->val[x->id], T = frames(n), F = n->shape.feat;
@@ -446,7 +460,6 @@ static void lower_batchnorm(L *l, const IrNode *n) {
     const BT *bt = cg_bt_of(l, eb->basis_out);
     Fold f = cg_fold_of(l, n, bt);
     Src beta = {PIX(l, f.beta, 0)};
-    KirExpr *bfull = bt->de > 0 ? cg_synth_expr(l, bt, 1, &beta, 1, NULL, 0) : NULL;
     KirDim ext2[2] = {NB(T), D(F)}, ext1[1] = {D(F)};
     if (!l->train) {
         /* standalone at inference: scale and shift from the running statistics */
@@ -490,9 +503,7 @@ static void lower_batchnorm(L *l, const IrNode *n) {
     kir_store(l->k, s, IXv(st, SC, 1, 0, 0, 0),
               kir_bin(l->k, KIR_E_DIV, g, kir_un(l->k, KIR_E_SQRT, ADD(l, LD(l, IXv(st, VAR, 1, 0, 0, 0)), C(l, f.eps)))));
     s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: normalise", nm), 2, ext2);
-    KirExpr *e = MUL(l, kir_bin(l->k, KIR_E_SUB, LD(l, IXv(xb, 0, F, 1, 0, 0)), LD(l, IXv(st, MU, 0, 1, 0, 0))),
-                     LD(l, IXv(st, SC, 0, 1, 0, 0)));
-    kir_store(l->k, s, IXv(y, 0, F, 1, 0, 0), ADD(l, e, bfull));
+    kir_store(l->k, s, IXv(y, 0, F, 1, 0, 0), cg_bn_train_expr(l, n, xb));
     /* running statistics (ir/interp.c update_running) */
     double mom = n->a.momentum;
     KirExpr *unbias = kir_select(l->k, kir_bin(l->k, KIR_E_GT, rows, C(l, 1)),

@@ -504,14 +504,29 @@ static KirExpr *act_deriv(B *b, IrAct a, KirExpr *x, double slope) {
     }
 }
 
+/* Whether n is a training batchnorm whose only consumer is an activation: then the
+ * activation's backward recomputes n's output from n's input (which batchnorm's own
+ * backward keeps anyway) and the batch statistics, and the forward need not store it
+ * (fuse.c turns the store into a let): one activation-sized tensor a layer less at
+ * the peak of a training step. */
+static bool bn_recomputed(B *b, const IrNode *n) {
+    L *l = b->l;
+    if (n->op != IR_BATCHNORM || l->bnst[n->id] < 0 || l->val[n->in[0]->id] < 0) return false;
+    int uses = 0;
+    for (const IrNode *u = n->next; u; u = u->next)
+        for (int i = 0; i < u->nin; i++)
+            if (u->in[i] == n && !l->bwd[u->id]) uses += u->op == IR_ACT ? 1 : 2;
+    return uses == 1;
+}
+
 static void grad_act(B *b, const IrNode *f, int dy, int dx) {
     L *l = b->l;
     const IrNode *x = f->in[0];
-    int F = f->shape.feat, xb = fval(b, x);
+    int F = f->shape.feat;
     KirStep *s = loop2(b, arena_printf(l->a, "%s: dx = dy %s'(x)", nname(l, f), ir_act_name[f->a.act]), NB(frames(f)), F);
     const IrChi *c = &x->chi;
     bool mixed = c->partner && f->a.act != f->a.act_neg && ir_chi_has_negated(c);
-    KirExpr *xv = LD(l, IXv(xb, 0, F, 1, 0, 0)), *e;
+    KirExpr *xv = bn_recomputed(b, x) ? cg_bn_train_expr(l, x, fval(b, x->in[0])) : LD(l, IXv(fval(b, x), 0, F, 1, 0, 0)), *e;
     if (!mixed) {
         bool all_neg = c->partner && ir_chi_has_negated(c);
         for (int q = 0; all_neg && q < c->n; q++) all_neg &= c->sign[q] < 0;

@@ -143,6 +143,9 @@ Fold cg_fold_of(L *l, const IrNode *bn, const BT *bt);
 /* Dense per-tap W[tap][Fout][Fin] of a map into (buf, off) (function fn). */
 void cg_dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold *bn, const char *what);
 KirExpr *cg_act_expr(L *l, IrAct a, KirExpr *x, double slope);
+/* A training batchnorm's output at (row i0, feature i1) from its input xb and the batch
+ * statistics (l->bnst): (x - mu) scale + beta, the forward's normalise. */
+KirExpr *cg_bn_train_expr(L *l, const IrNode *n, int xb);
 void cg_zero_fill(L *l, KirFn fn, int buf, long off, KirDim n, const char *what);
 /* linear, conv1d, invariant (function l->fn); returns the node holding the result. */
 const IrNode *cg_lower_linear(L *l, const IrNode *n);
