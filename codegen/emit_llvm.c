@@ -89,6 +89,11 @@ typedef struct L {
     /* the loop kernel being built, where it draws dropout masks: RtExec's dropout flag,
      * seed and step << 32, loaded once before its loops */
     LLVMValueRef drop_on, drop_seed, drop_hi;
+    /* ... and where a row's masks are drawn ahead (masks_ahead): the dropout
+     * expressions, their [ext] float arrays and the innermost variable */
+    const KirExpr *dm_expr[4];
+    LLVMValueRef dm_arr[4];
+    int ndm, dm_var;
     LLVMValueRef *tabs;     /* by table: its global, made on first use */
     /* the function being built */
     LLVMValueRef fn, exec, N;
@@ -419,6 +424,12 @@ static LLVMValueRef expr_v(L *l, const KirExpr *x) {
         return LLVMBuildSelect(b, has, LLVMBuildFPTrunc(b, mom, l->f32, ""), cf32(l, x->value), "");
     }
     case KIR_E_DROPMASK: {
+        for (int i = 0; i < l->ndm; i++)
+            if (l->dm_expr[i] == x) {
+                LLVMTypeRef at = LLVMGetAllocatedType(l->dm_arr[i]);
+                LLVMValueRef ix[2] = {ci64(l, 0), l->var[l->dm_var]};
+                return LLVMBuildLoad2(b, l->f32, LLVMBuildInBoundsGEP2(b, at, l->dm_arr[i], ix, 2, ""), "");
+            }
         CgDropout d = cg_dropout_of(x->value);
         LLVMValueRef a[6] = {l->drop_on, l->drop_seed,
                              LLVMBuildOr(b, l->drop_hi, LLVMConstInt(l->i64, x->stream, false), ""),
@@ -628,6 +639,67 @@ static void rows_outside_v(L *l, const KirLoop *lp, LLVMValueRef lo, LLVMValueRe
     loop_close(l, &c);
 }
 
+static void philox_v(L *l, LLVMValueRef seed, LLVMValueRef stream, LLVMValueRef ctr, LLVMValueRef w[4]);
+
+/* Dropout masks drawn a row ahead. Element k of a mask takes word k & 3 of the Philox
+ * block at k >> 2, so four neighbours share a block; drawn element by element (the
+ * vectorised loop computing a block per lane) each block is computed four times.
+ * Where the mask's counter runs along the innermost variable with step 1 and every
+ * row starts at a multiple of 4, a loop over the row's blocks draws each block once
+ * into a stack array of the row's masks (four stores, an interleaved group LLVM
+ * vectorises) before the kernel's innermost loop reads them: the same masks, a
+ * quarter of the Philox rounds. */
+static void collect_masks(L *l, const KirExpr *x, bool *ok) {
+    if (x->op == KIR_E_DROPMASK) {
+        bool seen = false;
+        for (int i = 0; i < l->ndm; i++) seen = seen || l->dm_expr[i] == x;
+        if (!seen && l->ndm < 4) l->dm_expr[l->ndm++] = x;
+        else if (!seen) *ok = false;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) collect_masks(l, x->a[i], ok);
+}
+static bool masks_ahead(L *l, const KirLoop *lp) {
+    int in = lp->ndims - 1;
+    if (in < 1 || lp->ext[in].batch || lp->ext[in].n % 4 || lp->ext[in].n > 16384) return false;
+    bool ok = true;
+    l->ndm = 0;
+    for (int j = 0; j < lp->nst; j++) collect_masks(l, lp->st[j].e, &ok);
+    for (int i = 0; ok && i < l->ndm; i++) {
+        const KirIndex *x = &l->dm_expr[i]->idx;
+        ok = x->ntab == 0 && !x->guard && x->coef[in] == 1 && x->off % 4 == 0 && x->coef[KIR_RVAR] == 0;
+        for (int d = 0; ok && d < in; d++) ok = x->coef[d] % 4 == 0;
+    }
+    if (!ok) l->ndm = 0;
+    l->dm_var = in;
+    return l->ndm > 0;
+}
+static void draw_ahead(L *l, const KirLoop *lp) {
+    int in = l->dm_var;
+    long ext = lp->ext[in].n;
+    LLVMBuilderRef b = l->b;
+    LLVMValueRef on = LLVMBuildICmp(b, LLVMIntNE, l->drop_on, LLVMConstInt(l->i8, 0, false), "");
+    for (int i = 0; i < l->ndm; i++) {
+        const KirExpr *x = l->dm_expr[i];
+        CgDropout d = cg_dropout_of(x->value);
+        LLVMTypeRef at = LLVMArrayType(l->f32, (unsigned)ext);
+        l->dm_arr[i] = alloca_of(l, at, "masks");
+        Loop q;
+        LLVMValueRef j = loop_open(l, &q, ci64(l, ext / 4), "block");
+        l->var[in] = LLVMBuildNSWMul(b, j, ci64(l, 4), "");
+        LLVMValueRef k0 = index_v(l, &x->idx), c[4];
+        philox_v(l, l->drop_seed, LLVMBuildOr(b, l->drop_hi, LLVMConstInt(l->i64, x->stream, false), ""),
+                 LLVMBuildLShr(b, k0, ci64(l, 2), ""), c);
+        for (int u = 0; u < 4; u++) {
+            LLVMValueRef kept = LLVMBuildICmp(b, LLVMIntUGE, c[u], LLVMConstInt(l->i32, d.threshold, false), "");
+            LLVMValueRef m = LLVMBuildSelect(b, on, LLVMBuildSelect(b, kept, cf32(l, d.scale), cf32(l, 0), ""),
+                                             cf32(l, 1), "");
+            LLVMValueRef ix[2] = {ci64(l, 0), LLVMBuildNSWAdd(b, l->var[in], ci64(l, u), "")};
+            LLVMBuildStore(b, m, LLVMBuildInBoundsGEP2(b, at, l->dm_arr[i], ix, 2, ""));
+        }
+        loop_close(l, &q);
+    }
+}
+
 /* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi). */
 static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
@@ -646,10 +718,14 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
     }
     LLVMValueRef *vals = sup_malloc(sizeof(LLVMValueRef) * (size_t)(lp->nst + 1));
     l->vals = vals;
+    l->ndm = 0;
+    bool ahead = drops && masks_ahead(l, lp);
     Loop lo[KIR_MAX_DIMS];
-    for (int d = 0; d < lp->ndims; d++)
+    for (int d = 0; d < lp->ndims; d++) {
+        if (ahead && d == lp->ndims - 1) draw_ahead(l, lp);
         l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
                                     : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
+    }
     for (int j = 0; j < lp->nst; j++) {
         const KirStore *st = &lp->st[j];
         l->nred = 0;
@@ -678,6 +754,7 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
     for (int d = lp->ndims - 1; d >= 0; d--) loop_close(l, &lo[d]);
     scopes_close(l);
     l->vals = NULL;
+    l->ndm = 0;
     sup_free(vals);
 }
 
@@ -859,13 +936,9 @@ static void tanh_fn_v(L *l) {
 /* i1 philox_keep(i64 seed, i64 stream, i64 k, i32 thr): support/philox.h's
  * sup_dropout_keep, its ten rounds unrolled; pure integer arithmetic, so the loop
  * vectoriser widens it (a 32 x 32 -> 64-bit multiply per lane). */
-static void keep_fn_v(L *l) {
-    LLVMTypeRef pt[] = {l->i64, l->i64, l->i64, l->i32};
-    l->keep_ty = LLVMFunctionType(l->i1, pt, 4, false);
-    LLVMValueRef f = fn_entry(l, l->keep = add_fn(l, "philox_keep", l->keep_ty, true));
+/* The four words of the Philox block at counter ctr, built at the builder's place. */
+static void philox_v(L *l, LLVMValueRef seed, LLVMValueRef stream, LLVMValueRef ctr, LLVMValueRef w[4]) {
     LLVMBuilderRef b = l->b;
-    LLVMValueRef seed = LLVMGetParam(f, 0), stream = LLVMGetParam(f, 1), k = LLVMGetParam(f, 2);
-    LLVMValueRef ctr = LLVMBuildLShr(b, k, ci64(l, 2), "");
 #define LO(v) LLVMBuildTrunc(b, v, l->i32, "")
 #define HI(v) LLVMBuildTrunc(b, LLVMBuildLShr(b, v, ci64(l, 32), ""), l->i32, "")
     LLVMValueRef c0 = LO(ctr), c1 = HI(ctr), c2 = LO(stream), c3 = HI(stream), k0 = LO(seed), k1 = HI(seed);
@@ -880,10 +953,20 @@ static void keep_fn_v(L *l) {
     }
 #undef LO
 #undef HI
+    w[0] = c0, w[1] = c1, w[2] = c2, w[3] = c3;
+}
+
+static void keep_fn_v(L *l) {
+    LLVMTypeRef pt[] = {l->i64, l->i64, l->i64, l->i32};
+    l->keep_ty = LLVMFunctionType(l->i1, pt, 4, false);
+    LLVMValueRef f = fn_entry(l, l->keep = add_fn(l, "philox_keep", l->keep_ty, true));
+    LLVMBuilderRef b = l->b;
+    LLVMValueRef k = LLVMGetParam(f, 2), c[4];
+    philox_v(l, LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMBuildLShr(b, k, ci64(l, 2), ""), c);
     LLVMValueRef w = LLVMBuildTrunc(b, LLVMBuildAnd(b, k, ci64(l, 3), ""), l->i32, "");
-    LLVMValueRef word = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 0), ""), c0,
-                         LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 1), ""), c1,
-                          LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 2), ""), c2, c3, ""), ""), "");
+    LLVMValueRef word = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 0), ""), c[0],
+                         LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 1), ""), c[1],
+                          LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, w, ci32(l, 2), ""), c[2], c[3], ""), ""), "");
     LLVMBuildRet(b, LLVMBuildICmp(b, LLVMIntUGE, word, LLVMGetParam(f, 3), ""));
 }
 
