@@ -363,7 +363,31 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
     int yo = xo >= 0 ? temp(l, arena_printf(l->a, "%%%d y odd", n->id), (long)To * oo, 0) : -1;
     int bbuf = -1;
     long boff = 0;
-    if (l->train) {
+    if (l->train && k > 1) {
+        /* taps side by side, copied from the parameters every step (a copy of the
+         * weights against a GEMM over the batch): one GEMM of depth k de instead of k
+         * GEMMs of depth de that each read and write all of y. The backward's dx
+         * uses the copy too (l->wsb). */
+        for (int part = 0; part < 2; part++) {
+            int yb = part ? yo : ye, xb = part ? xo : xe;
+            long rows = part ? oo : oe, cols = part ? dod : de;
+            if (yb < 0) continue;
+            int w = temp(l, arena_printf(l->a, "%%%d %s weights, taps side by side", n->id, part ? "odd" : "even"), 0,
+                         rows * k * cols);
+            (part ? l->wsbo : l->wsbe)[n->id] = w;
+            KirDim ext[3] = {D(rows), D(k), D(cols)};
+            KirStep *s = kir_loop(l->k, l->fn,
+                                  arena_printf(l->a, "%s: %s weights, taps side by side", nm, part ? "odd" : "even"), 3,
+                                  ext);
+            KirIndex wi = PIX(l, part ? m.B0 : m.A0, 0);
+            kir_ix_var(&wi, 0, cols), kir_ix_var(&wi, 1, m.tapstride), kir_ix_var(&wi, 2, 1);
+            kir_store(l->k, s, IXv(w, 0, (long)k * cols, cols, 1, 0), LD(l, wi));
+            KirGemm g = gemm_abt(NB(To), rows, (long)k * cols, xb, 0, (long)k * cols, w, 0, (long)k * cols, yb, 0,
+                                 rows, 0);
+            kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: %s GEMM (%d taps)", nm, part ? "odd" : "even", k), &g);
+        }
+        if (m.bias) cg_ploc(l, m.bias, &bbuf, &boff);
+    } else if (l->train) {
         for (int t = 0; t < k; t++) {
             long ao, bof;
             int pbuf;
@@ -1047,6 +1071,8 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
     l.xe = arena_new_array(a, int, nn + 1);
     l.xo = arena_new_array(a, int, nn + 1);
     l.bnst = arena_new_array(a, int, nn + 1);
+    l.wsbe = arena_new_array(a, int, nn + 1);
+    l.wsbo = arena_new_array(a, int, nn + 1);
     l.rec = arena_new_array(a, CgRecHist, nn + 1);
     ir_foreach(p, n) {
         l.bwd[n->id] = ir_op_has(n->op, OPF_TRAIN);
@@ -1056,7 +1082,7 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
         l.train = mode == 1;
         l.keep = l.train && p->training; /* what the backward of a recurrence reads */
         l.fn = l.train ? KIR_FN_TRAIN : KIR_FN_INFER;
-        for (int i = 0; i < nn; i++) l.val[i] = l.xe[i] = l.xo[i] = l.bnst[i] = -1;
+        for (int i = 0; i < nn; i++) l.val[i] = l.xe[i] = l.xo[i] = l.bnst[i] = l.wsbe[i] = l.wsbo[i] = -1;
         memset(l.rec, 0, sizeof(CgRecHist) * (size_t)(nn + 1));
         ir_foreach(p, n) if (!lower_node(&l, n)) return NULL;
         if (p->training && !cg_lower_backward(&l)) return NULL;

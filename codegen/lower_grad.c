@@ -241,12 +241,20 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
         int dyp = part ? b->dyo[f->id] : b->dye[f->id];
         if (wo == 0 || wi == 0 || dyp < 0) continue;
         part_buf[part] = temp(l, arena_printf(l->a, "%%%d dx %s", f->id, part ? "odd" : "even"), (long)g.Ti * wi, 0);
+        const char *what = arena_printf(l->a, "%s: dx %s = dy %s %s", nm, part ? "odd" : "even",
+                                        part ? "odd" : "even", part ? "B" : "A");
+        int wsb = part ? l->wsbo[f->id] : l->wsbe[f->id];
+        if (wsb >= 0 && g.pad == 0 && g.d == 1 && g.k == g.s && g.Ti == g.To * g.s) {
+            /* stride = kernel: dx's frames in im2col order, one GEMM with the forward's
+             * side-by-side weights (every tap at once, each frame written once) */
+            gemm(b, arena_printf(l->a, "%s (%d taps)", what, g.k), false, false, NB(g.To), D((long)g.k * wi), D(wo),
+                 dyp, 0, wo, wsb, 0, (long)g.k * wi, part_buf[part], 0, (long)g.k * wi, 0);
+            continue;
+        }
         int pb;
         long po;
         cg_ploc(l, part ? m.B0 : m.A0, &pb, &po);
-        transposed_taps(b, f, &g, dyp, wo, pb, po, m.tapstride, wi, part_buf[part], wi,
-                        arena_printf(l->a, "%s: dx %s = dy %s %s", nm, part ? "odd" : "even", part ? "odd" : "even",
-                                     part ? "B" : "A"));
+        transposed_taps(b, f, &g, dyp, wo, pb, po, m.tapstride, wi, part_buf[part], wi, what);
     }
     KirStep *s = loop2(b, arena_printf(l->a, "%s: dx = Q^T (even, odd)", nm), NB(g.Ti), bi->n);
     Src ev[1], od[1];
@@ -323,6 +331,18 @@ static void pgrad_map(B *b, const IrNode *f, int dy) {
             if (wo == 0 || wi == 0) continue;
             sup_assert(dyp >= 0 && xp >= 0);
             const IrParamEntry *pe = part ? m.B0 : m.A0;
+            if ((part ? l->wsbo : l->wsbe)[f->id] >= 0) {
+                /* the forward's im2col rows against dy: every tap in one GEMM, then each
+                 * tap's block to its place in the gradient */
+                long kw = (long)g.k * wi;
+                int dw = temp(l, arena_printf(l->a, "%%%d d%s, taps side by side", f->id, part ? "B" : "A"), 0, wo * kw);
+                gemm(b, arena_printf(l->a, "%s: d%s = dy^T x (%s, %d taps)", nm, part ? "B" : "A", part ? "odd" : "even", g.k),
+                     true, false, D(wo), D(kw), NB(g.To), dyp, 0, wo, xp, 0, kw, dw, 0, kw, 0);
+                KirStep *s = loop3(b, arena_printf(l->a, "%s: d%s by tap", nm, part ? "B" : "A"), D(wo), g.k, wi);
+                KirIndex to = IXv(b->grads, goff(b, pe), wi, m.tapstride, 1, 0);
+                kir_store(K(b), s, to, LD(l, IXv(dw, 0, kw, wi, 1, 0)));
+                continue;
+            }
             for (int tap = 0; tap < g.k; tap++)
                 gemm(b, arena_printf(l->a, "%s: d%s = dy^T x (%s), tap %d", nm, part ? "B" : "A", part ? "odd" : "even", tap),
                      true, false, D(wo), D(wi), NB(g.To), dyp, 0, wo, xp, (long)tap * wi, (long)g.k * wi, b->grads,

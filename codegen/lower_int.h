@@ -43,6 +43,9 @@ typedef struct L {
     /* by node id, for the backward: a map's analysed (im2col'd) input, even and odd,
      * or (--no-fold) its dense im2col in xe; a training batchnorm's statistics */
     int *xe, *xo, *bnst;
+    /* by node id: a training convolution's weights with the taps side by side ([out][tap][in],
+     * even and odd), copied from the parameters by the forward; -1 where there is none */
+    int *wsbe, *wsbo;
     CgRecHist *rec;
 } L;
 
