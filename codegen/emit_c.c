@@ -2,8 +2,10 @@
  * file that defines the model descriptor of runtime/rt.h (model.h section).
  *
  * One C function per kernel IR function; every step is a commented block: a
- * GEMM is an rt_sgemm call (OpenBLAS on the runtime's threads), a loop kernel nested for loops with
- * its reductions as inner loops (accumulated in double). Buffers are pointers
+ * GEMM is an rt_sgemm call (OpenBLAS on the runtime's threads), a loop kernel
+ * nested for loops with its reductions as inner loops (accumulated in double);
+ * tanh and the dropout mask are inline functions (codegen/fastmath.c,
+ * support/philox.h) that gcc can vectorise. Buffers are pointers
  * into the caller's params / state / prep / inputs / outputs / arena, at the
  * offsets of the memory plan. */
 #include <errno.h>

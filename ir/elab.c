@@ -218,6 +218,13 @@ static bool eval_num(Elab *e, const AstExpr *x, double *out) {
     return true;
 }
 
+/* A size (width, frames, kernel, ...) within chiralc's limits (ir.h). */
+static bool size_ok(Elab *e, int v, int max, const char *what, SrcLoc loc) {
+    if (v <= max) return true;
+    diag_error(e->d, loc, "%s %d is beyond chiralc's limit of %d", what, v, max);
+    return false;
+}
+
 static bool eval_int(Elab *e, const AstExpr *x, int *out) {
     double v;
     return eval_num(e, x, &v) && to_int(e, v, x->loc, out);
@@ -334,6 +341,8 @@ static bool take_arg(Elab *e, const Builtin *b, const Param *pm, const AstExpr *
     if (pm->kind == P_INT) {
         int iv;
         if (!to_int(e, v.num, x->loc, &iv)) return false;
+        bool width = strcmp(pm->name, "out") == 0 || strcmp(pm->name, "hidden") == 0;
+        if (!size_ok(e, iv, width ? IR_MAX_WIDTH : IR_MAX_FRAMES, width ? "width" : pm->name, x->loc)) return false;
         g->v.num = iv;
     }
     return true;
@@ -754,6 +763,8 @@ static IrDecl *elab_decl(Elab *e, const AstIo *io) {
             if (d->frames < 1) {
                 diag_error(e->d, t->frames->loc, "frames must be positive, got %d", d->frames);
                 ok = false;
+            } else if (!size_ok(e, d->frames, IR_MAX_FRAMES, "frames", t->frames->loc)) {
+                ok = false;
             }
         } else {
             ok = false;
@@ -813,6 +824,8 @@ static IrDecl *elab_decl(Elab *e, const AstIo *io) {
         if (eval_int(e, t->width, &d->feat)) {
             if (d->feat < 1) {
                 diag_error(e->d, t->width->loc, "width must be positive, got %d", d->feat);
+                ok = false;
+            } else if (!size_ok(e, d->feat, IR_MAX_WIDTH, "width", t->width->loc)) {
                 ok = false;
             }
         } else {

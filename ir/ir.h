@@ -44,6 +44,13 @@ extern const bool ir_act_odd[IR_NUM_ACTS];
 
 #define IR_NO_TIME (-1)
 
+/* The largest sizes a model may have: features of one frame (a layer's width, a class
+ * count) and frames. Far beyond a pose network; their point is that a size typed by
+ * mistake (width = 320647969) gets one error line rather than hours of work on
+ * tables of that size, and that products of sizes stay within int. */
+#define IR_MAX_WIDTH 65536
+#define IR_MAX_FRAMES 1048576
+
 /* Shape of one sample: `time` frames (IR_NO_TIME: no time axis) of `feat`
  * features. feat_written is the width the user wrote, before the chirality
  * pass rounded it (1024 -> 1020): the written network is counted with it. */

@@ -195,6 +195,10 @@ static bool shape_node(IrProgram *p, IrNode *n) {
             }
             s->feat += y->feat;
         }
+        if (s->feat > IR_MAX_WIDTH) {
+            diag_error(p->diag, n->loc, "concat gives %d features, beyond chiralc's limit of %d", s->feat, IR_MAX_WIDTH);
+            return false;
+        }
         return true;
     case IR_CROP:
         if (2L * n->a.crop >= x->time) {
@@ -223,6 +227,11 @@ static bool shape_node(IrProgram *p, IrNode *n) {
         return true;
     case IR_FLATTEN:
         s->time = IR_NO_TIME;
+        if ((long)x->time * x->feat > IR_MAX_WIDTH) {
+            diag_error(p->diag, n->loc, "flatten of %s gives %ld features, beyond chiralc's limit of %d",
+                       fmt_shape(b0, sizeof b0, *x), (long)x->time * x->feat, IR_MAX_WIDTH);
+            return false;
+        }
         s->feat = x->time * x->feat;
         return true;
     case IR_TARGET: /* the training graph: autodiff sets its nodes' shapes itself */

@@ -13,8 +13,8 @@
  * tenth of a training step; now the pool is every thread the program has.
  *
  * Workers wait for the next job spinning for a short while (the steps of a batch come
- * back to back), yielding the core so that OpenBLAS's own threads, which spin the same
- * way after a GEMM, are not starved, then sleep on a condition variable. */
+ * back to back), yielding the core now and then so that another process is not
+ * starved, then sleep on a condition variable. */
 #ifndef _POSIX_C_SOURCE /* the build defines it; the tests compile this file alone with -std=c11 */
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -158,8 +158,8 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
  * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
  * results are the same at every --threads (a resumed run at --threads 1 matches an
  * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy; each part
- * packs the operand it shares with the others once more, which costs about one copy
- * per 100 multiply-adds at the smallest part worth cutting. */
+ * packs the operand it shares with the others (B when cut by rows) once more, a copy
+ * of n k floats against the part's (m / parts) n k multiply-adds. */
 enum {
     GEMM_PARTS = 8,
     GEMM_BLOCK = 16, /* parts start at multiples of OpenBLAS's register tile */
