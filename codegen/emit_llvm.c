@@ -6,9 +6,9 @@
  * arithmetic: float32 expressions, reductions accumulated in double, no
  * contraction into FMAs (LLVM contracts only under the `contract` flag, which is
  * never set), C's comparison semantics (ordered compares, `!= 0` unordered).
- * GEMM steps call rt_sgemm (OpenBLAS on the runtime's threads); tanh and the dropout mask's Philox rounds are
- * small internal functions inlined into the loops (codegen/fastmath.c), so that the
- * loop vectoriser widens them; the model
+ * GEMM steps call rt_sgemm (OpenBLAS on the runtime's threads); tanh and the
+ * dropout mask's Philox rounds are small internal functions inlined into the loops
+ * (codegen/fastmath.c), so that the loop vectoriser widens them; the model
  * descriptor (RtModel, runtime/rt.h) with its tables is a set of constant
  * globals; the only external symbol is rt_model_get. Loop variables and
  * accumulators are allocas that mem2reg turns into registers.
