@@ -67,7 +67,7 @@ static const char usage_text[] =
     "               the system C compiler\n"
     "  --target cpu|cuda  where the program runs: the host CPU (default), or an NVIDIA\n"
     "               GPU (the CUDA printer and nvcc; sm_90 code plus PTX)\n"
-    "  -O0 ... -O3  the C compiler's optimisation (default -O2; the results are the\n"
+    "  -O0 ... -O3  LLVM's pipeline, or the C compiler's (default -O2; the results are the\n"
     "               same at every level, -O0 compiles large models much faster)\n"
     "  (environment: CHIRALC_CC, CHIRALC_CFLAGS, CHIRALC_INCLUDE, CHIRALC_RUNTIME,\n"
     "   CHIRALC_LIBS override the compiler, its extra flags, the include directories,\n"

@@ -125,6 +125,8 @@ struct KirExpr {
  * evaluates them before the store that uses them. Returns the new count; more than max
  * is an internal error. */
 int kir_collect_reductions(const KirExpr *x, const KirExpr **red, int n, int max);
+/* Whether x holds an expression of op. */
+bool kir_expr_has(const KirExpr *x, KirEop op);
 
 /* Row-major C[m x n] = alpha op(A) op(B) + beta C, with leading dimensions;
  * count > 0 (possibly batch-scaled): strided-batched, operand i at + i * stride. */
@@ -225,6 +227,12 @@ void kir_store(KirProgram *k, KirStep *s, KirIndex idx, KirExpr *e);
  * touch the same element of a buffer the kernel writes. Such a kernel may run its i0
  * blocks on several cores (C and LLVM: rt_parallel_for) or one i0 per GPU thread. */
 bool kir_loop_parallel(const KirProgram *k, const KirLoop *l);
+/* Whether any loop kernel of k holds an expression of op. */
+bool kir_program_has(const KirProgram *k, KirEop op);
+/* Marks the buffers step s (loop l) touches in used[] and those it writes in written[]
+ * (which may be NULL); marks are added, never cleared. */
+void kir_step_bufs(const KirStep *s, bool *used, bool *written);
+void kir_loop_bufs(const KirLoop *l, bool *used, bool *written);
 /* The kernel's work in points (times the reduction's length), for the decision
  * whether waking other cores pays: the product of the extents, batch-scaled when any
  * of them is (never N^2: a batch-scaled reduction counts once). */

@@ -317,29 +317,6 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
 
 /* ---- buffers of a function ---------------------------------------------------------------- */
 
-static void mark(bool *used, const KirExpr *x) {
-    if (x->op == KIR_E_LOAD) used[x->idx.buf] = true;
-    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark(used, x->a[i]);
-}
-
-static bool expr_uses(const KirExpr *x, KirEop op) {
-    if (x->op == op) return true;
-    for (int i = 0; i < kir_eop_arity[x->op]; i++)
-        if (expr_uses(x->a[i], op)) return true;
-    return false;
-}
-static bool uses_op(const KirProgram *k, KirEop op) {
-    for (int f = 0; f < KIR_NUM_FNS; f++)
-        for (int i = 0; i < k->fn[f].nsteps; i++) {
-            const KirStep *s = &k->fn[f].steps[i];
-            if (s->kind != KIR_STEP_LOOP) continue;
-            for (int j = 0; j < s->l.nst; j++)
-                if (expr_uses(s->l.st[j].e, op)) return true;
-        }
-    return false;
-}
-
-/* Tables some step reads (the lowering makes every table of a basis; print only these). */
 static void mark_tabs_ix(bool *used, const KirIndex *x) {
     for (int t = 0; t < x->ntab; t++) used[x->tab[t].tab] = true;
 }
@@ -350,7 +327,6 @@ static void mark_tabs(bool *used, const KirExpr *x) {
 }
 
 static void densify_c(E *e);
-static void mark_step(const KirProgram *k, const KirStep *s, bool *used, bool *written);
 static void decl_bufs(E *e, const bool *used, const bool *written);
 
 static void function_c(E *e, KirFn f) {
@@ -370,7 +346,9 @@ static void function_c(E *e, KirFn f) {
     for (int i = 0; i < fn->nsteps; i++) {
         const KirStep *s = &fn->steps[i];
         if (!outlined(k, f, s)) continue;
-        mark_step(k, s, used, written);
+        memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+        memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
+        kir_step_bufs(s, used, written);
         fprintf(out, "\nstatic void %s(void *ctx, int64_t lo, int64_t hi) {\n    RtExec *x = ctx;\n", outlined_name(f, i));
         decl_bufs(e, used, written);
         step_c_at(e, i, s, true);
@@ -379,7 +357,7 @@ static void function_c(E *e, KirFn f) {
     memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
     for (int i = 0; i < fn->nsteps; i++)
-        if (!outlined(k, f, &fn->steps[i])) mark_step(NULL, &fn->steps[i], used, written);
+        if (!outlined(k, f, &fn->steps[i])) kir_step_bufs(&fn->steps[i], used, written);
     fprintf(out, "\nstatic void %s(RtExec *x) {\n", kir_fn_name[f]);
     decl_bufs(e, used, written);
     for (int i = 0; i < fn->nsteps; i++) {
@@ -400,23 +378,6 @@ static void function_c(E *e, KirFn f) {
     sup_free(written);
 }
 
-/* Marks the buffers step s reads (used) and writes (written); with k, clears both first. */
-static void mark_step(const KirProgram *k, const KirStep *s, bool *used, bool *written) {
-    if (k) {
-        memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
-        memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
-    }
-    if (s->kind == KIR_STEP_GEMM) {
-        used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
-        written[s->g.c.buf] = true;
-        return;
-    }
-    for (int j = 0; j < s->l.nst; j++) {
-        int b = s->l.st[j].idx.buf;
-        if (b >= 0) used[b] = written[b] = true;
-        mark(used, s->l.st[j].e);
-    }
-}
 
 /* N and a pointer per buffer in used (const unless written), from x. */
 static void decl_bufs(E *e, const bool *used, const bool *written) {
@@ -685,8 +646,8 @@ static void backward_c(E *e) {
 /* The scalar helpers of the float64 mode (CgEmitOptions.f64). */
 static void helpers_f64_c(const E *e) {
     FILE *out = e->out;
-    if (uses_op(e->k, KIR_E_SIGMOID)) fputs("static inline double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }\n\n", out);
-    if (uses_op(e->k, KIR_E_DROPMASK))
+    if (kir_program_has(e->k, KIR_E_SIGMOID)) fputs("static inline double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }\n\n", out);
+    if (kir_program_has(e->k, KIR_E_DROPMASK))
         fputs("static inline double dropmask(const RtExec *x, uint64_t stream, int64_t k, double p) {\n"
               "    if (!x->dropout) return 1.0;\n"
               "    if (p >= 1) return 0.0;\n"
@@ -718,6 +679,8 @@ static void tanh_c(const E *e) {
     fputs(";\n    float y = c * p / q;\n    return y > 1.0f ? 1.0f : y < -1.0f ? -1.0f : y;\n}\n\n", out);
 }
 
+static void tables_c(E *e);
+
 void cg_emit_c(FILE *out, const CgModel *m) { cg_emit_c_opts(out, m, NULL); }
 
 void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
@@ -740,10 +703,10 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
     fputs("#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n\n#include <cblas.h>\n\n"
           "#include \"runtime/rt.h\"\n#include \"support/philox.h\"\n\n", out);
     if (e.f64) helpers_f64_c(&e);
-    else if (uses_op(k, KIR_E_SIGMOID))
+    else if (kir_program_has(k, KIR_E_SIGMOID))
         fputs("static inline float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }\n\n", out);
-    if (!e.f64 && uses_op(k, KIR_E_TANH)) tanh_c(&e);
-    if (!e.f64 && uses_op(k, KIR_E_DROPMASK))
+    if (!e.f64 && kir_program_has(k, KIR_E_TANH)) tanh_c(&e);
+    if (!e.f64 && kir_program_has(k, KIR_E_DROPMASK))
         fputs("/* inverted dropout: the mask of element k of draw `stream` (see RtExec and\n"
               " * support/philox.h), inline so that the loops around it vectorise */\n"
               "static inline float dropmask(const RtExec *x, uint64_t stream, int64_t k, uint32_t thr, float scale) {\n"
@@ -786,12 +749,7 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
     fputs(" */\n", out);
     for (int f = 0; f < KIR_NUM_FNS; f++)
         if (kir_fn_forward_of((KirFn)f) == (KirFn)f || has_backward(&e)) function_c(&e, (KirFn)f);
-    init_c(&e);
-    fputs("\n", out);
-    params_c(&e, false);
-    params_c(&e, true);
-    io_c(&e, "input", p->inputs, m->input_frames, p->ninputs);
-    io_c(&e, "output", p->outputs, m->output_frames, p->noutputs);
+    tables_c(&e);
     fputs("\nstatic void prepare_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n    prepare(x);\n}\n"
           "static void forward_fn(const RtModel *m, RtExec *x) {\n    (void)m;\n"
           "    if (x->mode == RT_MODE_TRAINING) forward_train(x);\n    else forward_infer(x);\n}\n\n", out);
@@ -827,18 +785,24 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
           "const RtModel *rt_model_get(void) { return &model; }\n", out);
 }
 
+/* init and the parameter, state, input and output tables. */
+static void tables_c(E *e) {
+    const CgModel *m = e->m;
+    const IrProgram *p = m->prog;
+    init_c(e);
+    fputs("\n", e->out);
+    params_c(e, false);
+    params_c(e, true);
+    io_c(e, "input", p->inputs, m->input_frames, p->ninputs);
+    io_c(e, "output", p->outputs, m->output_frames, p->noutputs);
+}
+
 /* The host-side tables of the descriptor, shared with the CUDA printer (emit_cuda.c),
  * whose file nvcc compiles as C++: what this file prints is valid in both languages. */
 void cg_emit_c_host_tables(FILE *out, const CgModel *m) {
     E e = {.out = out, .m = m, .k = m->k};
-    const IrProgram *p = m->prog;
     dense_tables_c(&e);
-    init_c(&e);
-    fputs("\n", out);
-    params_c(&e, false);
-    params_c(&e, true);
-    io_c(&e, "input", p->inputs, m->input_frames, p->ninputs);
-    io_c(&e, "output", p->outputs, m->output_frames, p->noutputs);
+    tables_c(&e);
 }
 
 bool cg_write_c(const CgModel *m, const char *dir, const char **path_out) {

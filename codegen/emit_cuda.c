@@ -174,22 +174,6 @@ static void expr_cu(E *e, const KirExpr *x) {
     }
 }
 
-static bool expr_uses(const KirExpr *x, KirEop op) {
-    if (x->op == op) return true;
-    for (int i = 0; i < kir_eop_arity[x->op]; i++)
-        if (expr_uses(x->a[i], op)) return true;
-    return false;
-}
-static bool uses_op(const KirProgram *k, KirEop op) {
-    for (int f = 0; f < KIR_NUM_FNS; f++)
-        for (int i = 0; i < k->fn[f].nsteps; i++) {
-            const KirStep *s = &k->fn[f].steps[i];
-            if (s->kind != KIR_STEP_LOOP) continue;
-            for (int j = 0; j < s->l.nst; j++)
-                if (expr_uses(s->l.st[j].e, op)) return true;
-        }
-    return false;
-}
 static bool uses_val(const KirExpr *x, int slot) {
     if (x->op == KIR_E_VAL) return x->slot == slot;
     for (int i = 0; i < kir_eop_arity[x->op]; i++)
@@ -202,25 +186,6 @@ static void indent(FILE *out, int n) {
 }
 
 /* ---- buffers ---------------------------------------------------------------------------------- */
-
-static void mark(bool *used, const KirExpr *x) {
-    if (x->op == KIR_E_LOAD) used[x->idx.buf] = true;
-    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark(used, x->a[i]);
-}
-
-/* The buffers step s reads (used) and writes (written), added to both. */
-static void mark_step(const KirStep *s, bool *used, bool *written) {
-    if (s->kind == KIR_STEP_GEMM) {
-        used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
-        written[s->g.c.buf] = true;
-        return;
-    }
-    for (int j = 0; j < s->l.nst; j++) {
-        int b = s->l.st[j].idx.buf;
-        if (b >= 0) used[b] = written[b] = true;
-        mark(used, s->l.st[j].e);
-    }
-}
 
 /* N and a device pointer per buffer in used (const unless written), from the Args x. */
 static void decl_bufs(E *e, const bool *used, const bool *written) {
@@ -538,7 +503,7 @@ static void step_kernel_cu(E *e, KirFn f, int i, const KirStep *s) {
     bool *written = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
-    mark_step(s, used, written);
+    kir_step_bufs(s, used, written);
     Par par = par_of(k, l);
     if (par != PAR_POINTS) {
         static const char *const why[] = {"", "", "one thread per i0: the inner points depend on each other",
@@ -695,7 +660,7 @@ static void function_cu(E *e, KirFn f) {
     memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(written, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
     for (int i = 0; i < fn->nsteps; i++)
-        if (fn->steps[i].kind == KIR_STEP_GEMM) mark_step(&fn->steps[i], used, written);
+        if (fn->steps[i].kind == KIR_STEP_GEMM) kir_step_bufs(&fn->steps[i], used, written);
     fprintf(out, "\nstatic void %s(const Args &x) {\n", kir_fn_name[f]);
     decl_bufs(e, used, written);
     fputs("    cudaStream_t st = rt_cuda_stream();\n    cublasHandle_t h = rt_cuda_blas();\n"
@@ -759,16 +724,16 @@ static void prelude_cu(E *e) {
     fputs("/* cuBLAS takes alpha and beta by address (host pointer mode: read before it returns) */\n"
           "struct flt {\n    float v;\n    explicit flt(float x) : v(x) {}\n    operator const float *() const { return &v; }\n};\n\n",
           out);
-    if (uses_op(e->k, KIR_E_SIGMOID))
+    if (kir_program_has(e->k, KIR_E_SIGMOID))
         fputs("static __device__ __forceinline__ float sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }\n\n", out);
-    if (uses_op(e->k, KIR_E_DROPMASK))
+    if (kir_program_has(e->k, KIR_E_DROPMASK))
         fputs("/* inverted dropout: element k of draw `stream`, the CPU's mask (support/philox.h) */\n"
               "static __device__ __forceinline__ float dropmask(const Args &x, uint64_t stream, int64_t k, uint32_t threshold,\n"
               "                                                 float scale) {\n"
               "    if (!x.dropout) return 1.0f;\n"
               "    return sup_dropout_keep(x.seed, (x.step << 32) | stream, (uint64_t)k, threshold) ? scale : 0.0f;\n"
               "}\n\n", out);
-    if (!uses_op(e->k, KIR_E_SUM) && !uses_op(e->k, KIR_E_RMAX)) return;
+    if (!kir_program_has(e->k, KIR_E_SUM) && !kir_program_has(e->k, KIR_E_RMAX)) return;
     fprintf(out, "/* the reductions of a block (%d threads): every thread gets the total, summed in a fixed order */\n"
                  "static __device__ __forceinline__ __attribute__((unused)) double block_sum(double v, double *sh) {\n"
                  "    sh[threadIdx.x] = v;\n    __syncthreads();\n"

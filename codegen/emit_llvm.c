@@ -511,17 +511,12 @@ static void gemm_v(L *l, const KirGemm *g) {
     if (qv) loop_close(l, &q);
 }
 
-static void mark(bool *used, const KirExpr *x);
-
 /* One alias-scope domain for the step's buffers (see the head of the file). */
 static void scopes_open(L *l, const KirLoop *lp) {
     int nb = l->k->nbufs;
     bool *used = sup_malloc(sizeof(bool) * (size_t)(nb + 1));
     memset(used, 0, sizeof(bool) * (size_t)(nb + 1));
-    for (int j = 0; j < lp->nst; j++) {
-        if (lp->st[j].idx.buf >= 0) used[lp->st[j].idx.buf] = true;
-        mark(used, lp->st[j].e);
-    }
+    kir_loop_bufs(lp, used, NULL);
     char name[64];
     snprintf(name, sizeof name, "chiralc.step%d", l->ndomains++);
     LLVMMetadataRef dn = LLVMMDStringInContext2(l->cx, name, strlen(name));
@@ -551,13 +546,6 @@ static void scopes_open(L *l, const KirLoop *lp) {
 }
 static void scopes_close(L *l) {
     for (int b = 0; b < l->k->nbufs; b++) l->scope[b] = l->noalias[b] = NULL;
-}
-
-static bool has_op(const KirExpr *x, KirEop op) {
-    if (x->op == op) return true;
-    for (int i = 0; i < kir_eop_arity[x->op]; i++)
-        if (has_op(x->a[i], op)) return true;
-    return false;
 }
 
 /* The elements [*lo, *hi] that an index of i0 alone reaches over [0, n); false when it
@@ -595,8 +583,8 @@ static bool rows_outside(const KirLoop *lp) {
         lp->ext[0].n < 2)
         return false;
     const KirStore *st = &lp->st[0];
-    return st->idx.buf >= 0 && loads_apart(st->e, &st->idx, lp->ext[0].n) && !has_op(st->e, KIR_E_VAL) &&
-           !has_op(st->e, KIR_E_DROPMASK);
+    return st->idx.buf >= 0 && loads_apart(st->e, &st->idx, lp->ext[0].n) && !kir_expr_has(st->e, KIR_E_VAL) &&
+           !kir_expr_has(st->e, KIR_E_DROPMASK);
 }
 static void rows_outside_v(L *l, const KirLoop *lp, LLVMValueRef lo, LLVMValueRef hi) {
     const KirStore *st = &lp->st[0];
@@ -710,7 +698,7 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
         return;
     }
     bool drops = false;
-    for (int j = 0; j < lp->nst; j++) drops = drops || has_op(lp->st[j].e, KIR_E_DROPMASK);
+    for (int j = 0; j < lp->nst; j++) drops = drops || kir_expr_has(lp->st[j].e, KIR_E_DROPMASK);
     if (drops) { /* loop-invariant loads that LLVM could not hoist past the stores */
         l->drop_on = exec_field(l, l->exec, X_DROPOUT, l->i8);
         l->drop_seed = exec_field(l, l->exec, X_SEED, l->i64);
@@ -773,11 +761,6 @@ static void steps_v(L *l, const KirFunc *fn, LLVMValueRef *outl) {
 
 /* ---- functions -------------------------------------------------------------------------------- */
 
-static void mark(bool *used, const KirExpr *x) {
-    if (x->op == KIR_E_LOAD) used[x->idx.buf] = true;
-    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark(used, x->a[i]);
-}
-
 /* Pointer arithmetic on a float * by an i64 element count. */
 static LLVMValueRef fptr_add(L *l, LLVMValueRef p, LLVMValueRef n) {
     return LLVMBuildInBoundsGEP2(l->b, l->f32, p, &n, 1, "");
@@ -787,17 +770,6 @@ static LLVMValueRef io_ptr(L *l, int field, int io) {
     LLVMValueRef ix = ci64(l, io);
     LLVMValueRef p = LLVMBuildLoad2(l->b, l->pi8, LLVMBuildInBoundsGEP2(l->b, l->pi8, arr, &ix, 1, ""), "");
     return LLVMBuildBitCast(l->b, p, l->pf32, "");
-}
-
-static void mark_step(const KirStep *s, bool *used) {
-    if (s->kind == KIR_STEP_GEMM) {
-        used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
-        return;
-    }
-    for (int j = 0; j < s->l.nst; j++) {
-        if (s->l.st[j].idx.buf >= 0) used[s->l.st[j].idx.buf] = true;
-        mark(used, s->l.st[j].e);
-    }
 }
 
 static void bufs_v(L *l, const bool *used);
@@ -814,7 +786,7 @@ static LLVMValueRef outlined_v(L *l, KirFn f, int i, const KirStep *s) {
     l->N = exec_field(l, l->exec, X_BATCH, l->i64);
     bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
-    mark_step(s, used);
+    kir_step_bufs(s, used, NULL);
     bufs_v(l, used);
     sup_free(used);
     loop_v(l, &s->l, LLVMGetParam(fv, 1), LLVMGetParam(fv, 2));
@@ -840,7 +812,7 @@ static LLVMValueRef function_v(L *l, KirFn f) {
     bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
     memset(used, 0, sizeof(bool) * (size_t)(k->nbufs + 1));
     for (int i = 0; i < fn->nsteps; i++)
-        if (!outl[i]) mark_step(&fn->steps[i], used);
+        if (!outl[i]) kir_step_bufs(&fn->steps[i], used, NULL);
     bufs_v(l, used);
     sup_free(used);
     steps_v(l, fn, outl);

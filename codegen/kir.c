@@ -589,3 +589,48 @@ KirDim kir_loop_work(const KirLoop *l) {
     if (l->has_red) w.n *= l->red.n, w.batch |= l->red.batch;
     return w;
 }
+
+/* ---- what expressions and steps touch (the backends' questions) --------------------------- */
+
+bool kir_expr_has(const KirExpr *x, KirEop op) {
+    if (x->op == op) return true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (kir_expr_has(x->a[i], op)) return true;
+    return false;
+}
+
+bool kir_program_has(const KirProgram *k, KirEop op) {
+    for (int f = 0; f < KIR_NUM_FNS; f++)
+        for (int i = 0; i < k->fn[f].nsteps; i++) {
+            const KirStep *s = &k->fn[f].steps[i];
+            if (s->kind != KIR_STEP_LOOP) continue;
+            for (int j = 0; j < s->l.nst; j++)
+                if (kir_expr_has(s->l.st[j].e, op)) return true;
+        }
+    return false;
+}
+
+static void mark_loads(bool *used, const KirExpr *x) {
+    if (x->op == KIR_E_LOAD) used[x->idx.buf] = true;
+    for (int i = 0; i < kir_eop_arity[x->op]; i++) mark_loads(used, x->a[i]);
+}
+
+void kir_loop_bufs(const KirLoop *l, bool *used, bool *written) {
+    for (int j = 0; j < l->nst; j++) {
+        int b = l->st[j].idx.buf;
+        if (b >= 0) {
+            used[b] = true;
+            if (written) written[b] = true;
+        }
+        mark_loads(used, l->st[j].e);
+    }
+}
+
+void kir_step_bufs(const KirStep *s, bool *used, bool *written) {
+    if (s->kind == KIR_STEP_LOOP) {
+        kir_loop_bufs(&s->l, used, written);
+        return;
+    }
+    used[s->g.a.buf] = used[s->g.b.buf] = used[s->g.c.buf] = true;
+    if (written) written[s->g.c.buf] = true;
+}
