@@ -6,7 +6,9 @@
  * index space and the consumer reads the producer's results only at the point it is
  * at: the merged kernel runs the producer's stores, then the consumer's, per point,
  * and the consumer's loads become the values (KIR_E_VAL) the producer just computed.
- * A consumer may be moved up past steps it does not conflict with. A 1-D kernel over
+ * A consumer may be moved up past steps it does not conflict with, or else the
+ * producer down to it (the backward's dx = Q^T (even, odd) down past the weight
+ * gradients to the residual's add and the activation's derivative). A 1-D kernel over
  * the flat elements ([N*119]: dropout, add) is first reshaped to the other's index
  * space ([N*7, 17]). Two adjacent kernels over the same index space that do not touch
  * each other's results (the even and odd im2col) merge too: one pass over the input.
@@ -178,15 +180,27 @@ static void remove_step(KirFunc *fn, int j) {
     fn->nsteps--;
 }
 
+/* Whether step j can move up to just after step i: none of the steps between touches
+ * what it writes or writes what it reads (aj: how j touches buffers; am: scratch). */
+static bool movable_up(const F *f, const KirFunc *fn, int i, int j, const unsigned char *aj, unsigned char *am) {
+    for (int m = i + 1; m < j; m++) {
+        acc_step(f, &fn->steps[m], am);
+        for (int b = 0; b < f->nb; b++)
+            if (((aj[b] & ACC_WRITE) && am[b]) || ((aj[b] & ACC_READ) && (am[b] & ACC_WRITE))) return false;
+    }
+    return true;
+}
+
 /* One function: producer by producer, merge its consumers while possible. */
 static int fuse_fn(F *f, KirFunc *fn) {
     int merges = 0;
     unsigned char *ap = sup_malloc((size_t)f->nb + 1), *ac = sup_malloc((size_t)f->nb + 1),
-                  *am = sup_malloc((size_t)f->nb + 1);
+                  *am = sup_malloc((size_t)f->nb + 1), *ab = sup_malloc((size_t)f->nb + 1);
     for (int i = 0; i < fn->nsteps; i++) {
         KirStep *p = &fn->steps[i];
         if (!fusable(p)) continue;
-        for (bool again = true; again;) {
+        bool sunk = false;
+        for (bool again = true; again && !sunk;) {
             again = false;
             acc_step(f, p, ap);
             /* the consumer: the first later step that touches what p writes */
@@ -198,19 +212,39 @@ static int fuse_fn(F *f, KirFunc *fn) {
                 if (touches) break;
             }
             if (j == fn->nsteps || !fusable(&fn->steps[j])) break;
-            /* it moves up to p past the steps between: none may touch what it writes or
-             * write what it reads */
-            bool movable = true;
-            for (int m = i + 1; m < j && movable; m++) {
-                acc_step(f, &fn->steps[m], am);
-                for (int b = 0; b < f->nb && movable; b++)
-                    if (((ac[b] & ACC_WRITE) && am[b]) || ((ac[b] & ACC_READ) && (am[b] & ACC_WRITE))) movable = false;
-            }
-            if (movable && merge(f, p, &fn->steps[j], ap, ac)) {
+            if (movable_up(f, fn, i, j, ac, am) && merge(f, p, &fn->steps[j], ap, ac)) {
                 remove_step(fn, j);
                 merges++;
                 again = true;
+                continue;
             }
+            /* else p moves down to it, when none of the steps between writes what p
+             * reads (none touches what p writes: c is the first that does), and none
+             * is a producer of c that c could merge with instead (the residual's add
+             * stays with the activation before it rather than with the crop) */
+            bool sinkable = true;
+            for (int m = i + 1; m < j && sinkable; m++) {
+                const KirStep *sm = &fn->steps[m];
+                acc_step(f, sm, am);
+                bool rp, rc, feeds = false;
+                for (int b = 0; b < f->nb && sinkable; b++) {
+                    if ((ap[b] & ACC_READ) && (am[b] & ACC_WRITE)) sinkable = false;
+                    feeds = feeds || ((am[b] & ACC_WRITE) && (ac[b] & ACC_READ));
+                }
+                if (sinkable && feeds && fusable(sm) && same_space(&sm->l, &fn->steps[j].l, &rp, &rc))
+                    sinkable = !movable_up(f, fn, m, j, ac, ab);
+            }
+            KirStep merged = *p;
+            if (sinkable && merge(f, &merged, &fn->steps[j], ap, ac)) {
+                fn->steps[j] = merged;
+                remove_step(fn, i);
+                merges++;
+                sunk = true;
+            }
+        }
+        if (sunk) { /* the step now at i is the next one; the merged step comes later */
+            i--;
+            continue;
         }
         /* a sibling: the next step, over the same space, independent of p */
         while (i + 1 < fn->nsteps && fusable(&fn->steps[i + 1])) {
@@ -224,7 +258,7 @@ static int fuse_fn(F *f, KirFunc *fn) {
             merges++;
         }
     }
-    sup_free(ap), sup_free(ac), sup_free(am);
+    sup_free(ap), sup_free(ac), sup_free(am), sup_free(ab);
     return merges;
 }
 

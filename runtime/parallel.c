@@ -107,7 +107,11 @@ static void stop_workers(void) {
 /* The pool's threads are joined when the code that owns them goes: at exit, and at
  * dlclose of a shared object that holds this file (the tests load one model after
  * another), whose unmapped condition variable a waiting worker would otherwise touch. */
-__attribute__((destructor)) static void pool_fini(void) { stop_workers(); }
+static void free_gemm_scratch(void);
+__attribute__((destructor)) static void pool_fini(void) {
+    stop_workers();
+    free_gemm_scratch();
+}
 
 void rt_parallel_set_threads(int n) {
     if (n < 1) n = 1;
@@ -157,28 +161,49 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
 /* A GEMM is cut into parts that depend on its shape alone, never on the thread count:
  * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
  * results are the same at every --threads (a resumed run at --threads 1 matches an
- * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy; each part
- * packs the operand it shares with the others (B when cut by rows) once more, a copy
- * of n k floats against the part's (m / parts) n k multiply-adds. */
+ * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy.
+ *
+ * Most GEMMs are cut into blocks of C's rows (or columns, when C has few rows); each
+ * part packs the operand it shares with the others (B when cut by rows) once more, a
+ * copy of n k floats against the part's (m / parts) n k multiply-adds. A weight
+ * gradient (dW = x^T dy: small m and n, k the batch's rows) is the case where that copy
+ * is as large as the part's own operand, and it ran at four fifths of OpenBLAS's own
+ * threads' rate: such a GEMM is cut along k instead. Part p computes its slice of the
+ * sum into a scratch C of its own (part 0 into C itself, with beta), and a second pass
+ * adds the slices to C in the order p = 1, 2, ...: every element's additions are the
+ * same whichever thread made which slice. */
 enum {
     GEMM_PARTS = 8,
-    GEMM_BLOCK = 16, /* parts start at multiples of OpenBLAS's register tile */
+    GEMM_BLOCK = 16,       /* row and column parts start at multiples of OpenBLAS's register tile */
+    GEMM_KSLICE = 2048,    /* a k part is at least this deep (a multiple of OpenBLAS's k block) */
 };
+/* Scratch for the k parts, in floats: (parts - 1) m n stays below this. */
+#define GEMM_SCRATCH_MAX ((int64_t)1 << 24)
+
+typedef enum GemmCut { CUT_ROWS, CUT_COLS, CUT_K } GemmCut;
 
 typedef struct Gemm {
     int ta, tb, m, n, k, lda, ldb, ldc;
     float alpha, beta;
     const float *a, *b;
     float *c;
-    bool rows;  /* parts are blocks of C's rows (else its columns) */
+    GemmCut cut;
     int parts;
+    float *scratch; /* CUT_K: parts - 1 slices of m n floats, row stride n */
 } Gemm;
 
+/* The pool's scratch for k parts: grown when a GEMM needs more, freed at unload. */
+static struct {
+    float *p;
+    int64_t len;
+} gemm_scratch;
+
 static int part_start(const Gemm *g, int64_t p) {
-    int64_t len = g->rows ? g->m : g->n;
+    int64_t len = g->cut == CUT_ROWS ? g->m : g->cut == CUT_COLS ? g->n : g->k;
+    int64_t unit = g->cut == CUT_K ? GEMM_KSLICE / 8 : GEMM_BLOCK;
     if (p >= g->parts) return (int)len;
-    int64_t blocks = (len + GEMM_BLOCK - 1) / GEMM_BLOCK;
-    return (int)(blocks * p / g->parts * GEMM_BLOCK);
+    int64_t blocks = (len + unit - 1) / unit;
+    return (int)(blocks * p / g->parts * unit);
 }
 
 static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
@@ -188,28 +213,75 @@ static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
         if (len <= 0) continue;
         const float *a = g->a, *b = g->b;
         float *c = g->c;
-        int m = g->m, n = g->n;
-        if (g->rows) { /* rows of op(A) and of C */
+        int m = g->m, n = g->n, k = g->k, ldc = g->ldc;
+        float beta = g->beta;
+        if (g->cut == CUT_ROWS) { /* rows of op(A) and of C */
             a += g->ta ? from : (long)from * g->lda;
             c += (long)from * g->ldc;
             m = len;
-        } else { /* columns of op(B) and of C */
+        } else if (g->cut == CUT_COLS) { /* columns of op(B) and of C */
             b += g->tb ? (long)from * g->ldb : from;
             c += from;
             n = len;
+        } else { /* columns of op(A), rows of op(B); parts after the first into scratch */
+            a += g->ta ? (long)from * g->lda : from;
+            b += g->tb ? from : (long)from * g->ldb;
+            k = len;
+            if (p > 0) c = g->scratch + (p - 1) * (long)m * n, ldc = n, beta = 0.0f;
         }
-        cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, m, n, g->k,
-                    g->alpha, a, g->lda, b, g->ldb, g->beta, c, g->ldc);
+        cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, m, n, k,
+                    g->alpha, a, g->lda, b, g->ldb, beta, c, ldc);
     }
+}
+
+static void free_gemm_scratch(void) {
+    rt_free(gemm_scratch.p);
+    gemm_scratch.p = NULL, gemm_scratch.len = 0;
+}
+
+/* C's rows [lo, hi) += the k parts' slices, in part order. */
+static void gemm_sum_slices(void *ctx, int64_t lo, int64_t hi) {
+    const Gemm *g = ctx;
+    for (int64_t i = lo; i < hi; i++) {
+        float *c = g->c + i * g->ldc;
+        for (int p = 1; p < g->parts; p++) {
+            const float *s = g->scratch + (p - 1) * (long)g->m * g->n + i * g->n;
+            for (int j = 0; j < g->n; j++) c[j] += s[j];
+        }
+    }
+}
+
+/* How many k parts (1: cut C instead): when k is deep against C's sides, so that a row
+ * or column part would repack the whole of the other operand. */
+static int k_parts(int m, int n, int k) {
+    if (k < 2 * GEMM_KSLICE || k < 2 * (m > n ? m : n)) return 1;
+    int64_t parts = k / GEMM_KSLICE, mn = (int64_t)m * n;
+    if (parts > GEMM_PARTS) parts = GEMM_PARTS;
+    while (parts > 1 && (parts - 1) * mn > GEMM_SCRATCH_MAX) parts--;
+    return (int)parts;
 }
 
 void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
               float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
-    Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, m >= n || m >= 4 * GEMM_BLOCK, 1};
-    int64_t len = g.rows ? m : n, blocks = (len + GEMM_BLOCK - 1) / GEMM_BLOCK;
+    int64_t work = (int64_t)m * n * (k > 0 ? k : 1);
+    Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, CUT_K, k_parts(m, n, k), NULL};
+    if (g.parts > 1) {
+        int64_t need = (int64_t)(g.parts - 1) * m * n;
+        if (gemm_scratch.len < need) {
+            rt_free(gemm_scratch.p);
+            gemm_scratch.p = rt_malloc((size_t)need * sizeof(float));
+            gemm_scratch.len = need;
+        }
+        g.scratch = gemm_scratch.p;
+        rt_parallel_for(gemm_parts, &g, g.parts, work);
+        rt_parallel_for(gemm_sum_slices, &g, m, (int64_t)m * n * (g.parts - 1));
+        return;
+    }
+    g.cut = m >= n || m >= 4 * GEMM_BLOCK ? CUT_ROWS : CUT_COLS;
+    int64_t len = g.cut == CUT_ROWS ? m : n, blocks = (len + GEMM_BLOCK - 1) / GEMM_BLOCK;
     /* worth cutting: at least 2^20 multiply-adds a part */
-    int64_t work = (int64_t)m * n * (k > 0 ? k : 1), by_work = work >> 20;
+    int64_t by_work = work >> 20;
     g.parts = (int)(blocks < GEMM_PARTS ? blocks : GEMM_PARTS);
     if (by_work < g.parts) g.parts = by_work > 1 ? (int)by_work : 1;
     rt_parallel_for(gemm_parts, &g, g.parts, work);

@@ -35,6 +35,7 @@ static __attribute__((unused)) const char *const cg_backend_name[] = {"c", "llvm
 static __attribute__((unused)) int cg_backends(void) { return cg_llvm_available() ? 2 : 1; }
 static __attribute__((unused)) char cg_rng_obj[300]; /* runtime/rng.c's object for the LLVM objects */
 static __attribute__((unused)) char cg_par_obj[300]; /* runtime/parallel.c's (rt_parallel_for) */
+static __attribute__((unused)) char cg_alloc_obj[300]; /* runtime/alloc.c's (rt_malloc, for rt_sgemm) */
 /* The loop kernels' threads in every loaded model (runtime/parallel.c): 2, so that the
  * outlined parallel kernels really run split, as in the programs. */
 static __attribute__((unused)) int cg_threads = 2;
@@ -65,6 +66,7 @@ static __attribute__((unused)) int teardown(void **state) {
 static __attribute__((unused)) int cg_cleanup(void **state) {
     if (cg_rng_obj[0]) unlink(cg_rng_obj);
     if (cg_par_obj[0]) unlink(cg_par_obj);
+    if (cg_alloc_obj[0]) unlink(cg_alloc_obj);
     if (workdir[0]) rmdir(workdir);
     return 0;
 }
@@ -132,9 +134,13 @@ static __attribute__((unused)) void build_llvm(Built *b, const char *tag, int op
         cc = arena_printf(arena, "%s -std=c11 -O1 -fPIC -w -I%s -I%s -c %s/runtime/parallel.c -o %s", CG_CC, src_dir(),
                           CG_CBLAS_INCLUDE, src_dir(), cg_par_obj);
         if (system(cc) != 0) fail_msg("cannot compile: %s", cc);
+        snprintf(cg_alloc_obj, sizeof cg_alloc_obj, "%s/alloc.o", workdir);
+        cc = arena_printf(arena, "%s -std=c11 -O1 -fPIC -w -I%s -c %s/runtime/alloc.c -o %s", CG_CC, src_dir(), src_dir(),
+                          cg_alloc_obj);
+        if (system(cc) != 0) fail_msg("cannot compile: %s", cc);
     }
-    char *cmd = arena_printf(arena, "%s -shared -fPIC -pthread %s %s %s -o %s %s -lm", CG_CC, obj, rng, cg_par_obj, so,
-                             CG_OPENBLAS_LIB);
+    char *cmd = arena_printf(arena, "%s -shared -fPIC -pthread %s %s %s %s -o %s %s -lm", CG_CC, obj, rng, cg_par_obj,
+                             cg_alloc_obj, so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot link the LLVM object: %s", cmd);
     unlink(obj);
     load_so(b, so);
@@ -160,8 +166,8 @@ static __attribute__((unused)) Built build(IrProgram *p, bool no_fold) {
     char *so = arena_printf(arena, "%s/%s%s_%d.so", workdir, p->model, no_fold ? "_nofold" : "", serial++);
     /* rng.c goes into the object so that it needs nothing of the test executable */
     char *cmd = arena_printf(arena,
-                             "%s -std=c11 -O1 -shared -fPIC -pthread -w -I%s -I%s %s %s/runtime/rng.c %s/runtime/parallel.c -o %s %s -lm",
-                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), src_dir(), so, CG_OPENBLAS_LIB);
+                             "%s -std=c11 -O1 -shared -fPIC -pthread -w -I%s -I%s %s %s/runtime/rng.c %s/runtime/parallel.c %s/runtime/alloc.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), src_dir(), src_dir(), so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
     unlink(cpath);
     load_so(&b, so);
@@ -212,8 +218,8 @@ static __attribute__((unused)) Built build_opts(IrProgram *p, bool no_fold, bool
     cg_emit_c_opts(fc, b.m, &eo);
     assert_int_equal(fclose(fc), 0);
     char *cmd = arena_printf(arena,
-                             "%s -std=c11 -O0 -shared -fPIC -pthread -w -I%s -I%s %s %s/runtime/rng.c %s/runtime/parallel.c -o %s %s -lm",
-                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), src_dir(), so, CG_OPENBLAS_LIB);
+                             "%s -std=c11 -O0 -shared -fPIC -pthread -w -I%s -I%s %s %s/runtime/rng.c %s/runtime/parallel.c %s/runtime/alloc.c -o %s %s -lm",
+                             CG_CC, src_dir(), CG_CBLAS_INCLUDE, cpath, src_dir(), src_dir(), src_dir(), so, CG_OPENBLAS_LIB);
     if (system(cmd) != 0) fail_msg("cannot compile the generated code: %s", cmd);
     unlink(cpath);
     load_so(&b, so);

@@ -208,6 +208,30 @@ static void test_videopose3d_unfused(void **state) {
     cg_no_fuse = false, cg_threads = 2;
 }
 
+/* A producer moves down to its consumer past steps that do not conflict: in the strided
+ * VideoPose3D's backward, dx = Q^T (even, odd) of each block's first convolution goes
+ * past the weight gradients and the residual crop's dx into the add of the two
+ * gradients (one pass over the activation, not a stored dx). Without the move down it
+ * stays a kernel of its own. */
+static void test_fusion_moves_down(void **state) {
+    (void)state;
+    IrOverride ov[] = {{"width", 34, false}, {"blocks", 1, false}};
+    IrProgram *p = front_train("bench/videopose3d_strided.net", NULL, ov, 2);
+    assert_non_null(p);
+    CgModel *m = cg_lower(p, &(CgOptions){0});
+    assert_non_null(m);
+    int synth = 0, merged = 0;
+    const KirFunc *fn = &m->k->fn[KIR_FN_BWD_TRAIN];
+    for (int i = 0; i < fn->nsteps; i++) {
+        const char *l = fn->steps[i].label;
+        if (!l || !strstr(l, "dx = Q^T (even, odd)")) continue;
+        synth++;
+        merged += strstr(l, "add + ") != NULL;
+    }
+    assert_int_equal(synth, 3); /* the block's two convolutions and the first */
+    assert_int_equal(merged, 1);
+}
+
 /* What fusion does to VideoPose3D: fewer steps, intermediates as lets that leave the
  * memory plan. (The arena need not shrink: the training forward, which keeps what its
  * backward reads, sets its size.) */
@@ -725,6 +749,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_videopose3d, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_baseline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_unfused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion_moves_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),

@@ -1,6 +1,6 @@
 /* tests/unit/test_train.c: the runtime's training machinery: optimisers and schedules,
  * losses (gradients against finite differences), metrics, batching and the mirror
- * augmentation, the CSV log. Expected values are derived by hand in the comments. */
+ * augmentation, the CSV log, GEMMs on the runtime's threads. Expected values are derived by hand in the comments. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +28,50 @@ static double lcg(void) {
 }
 /* A value on a grid of 1/64 in (-2, 2): y +- 2^-12 is then exact in float. */
 static float grid(void) { return (float)(floor(lcg() * 256.0 - 128.0) / 64.0); }
+
+/* ---- GEMMs on the thread pool (runtime/parallel.c) ------------------------------------- */
+
+/* rt_sgemm against a double reference, and bit for bit the same at 1 and 2 threads, for
+ * each way it cuts a GEMM: rows, columns, and along k (a weight gradient's shape:
+ * small m and n, deep k), every transpose, alpha and beta not 1 and 0. */
+static void test_sgemm_parts(void **st) {
+    (void)st;
+    static const int shapes[][3] = {
+        {300, 200, 64},  /* rows */
+        {8, 700, 300},   /* columns: fewer rows than a part's block */
+        {37, 45, 9000},  /* k: four slices of 2304, 2304, 2304, 2088 */
+        {3, 5, 4100},    /* k: two slices */
+    };
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                const int m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                const int lda = ta ? m : k, ldb = tb ? k : n, ldc = n + 3; /* C a block of a wider matrix */
+                float *a = rt_malloc(sizeof(float) * (size_t)m * k), *b = rt_malloc(sizeof(float) * (size_t)k * n);
+                float *c0 = rt_malloc(sizeof(float) * (size_t)m * ldc), *c1 = rt_malloc(sizeof(float) * (size_t)m * ldc);
+                float *c2 = rt_malloc(sizeof(float) * (size_t)m * ldc);
+                for (long i = 0; i < (long)m * k; i++) a[i] = grid();
+                for (long i = 0; i < (long)k * n; i++) b[i] = grid();
+                for (long i = 0; i < (long)m * ldc; i++) c0[i] = c1[i] = c2[i] = grid();
+                const float alpha = 0.75f, beta = -0.5f;
+                rt_parallel_set_threads(1);
+                rt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
+                rt_parallel_set_threads(2);
+                rt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+                assert_memory_equal(c1, c2, sizeof(float) * (size_t)m * ldc);
+                for (int i = 0; i < m; i++) {
+                    for (int j = 0; j < n; j++) {
+                        double ref = beta * (double)c0[(long)i * ldc + j];
+                        for (int q = 0; q < k; q++)
+                            ref += alpha * (double)(ta ? a[(long)q * lda + i] : a[(long)i * lda + q]) *
+                                   (double)(tb ? b[(long)j * ldb + q] : b[(long)q * ldb + j]);
+                        assert_near(c1[(long)i * ldc + j], ref, 1e-5 * k);
+                    }
+                    for (int j = n; j < ldc; j++) assert_true(c1[(long)i * ldc + j] == c0[(long)i * ldc + j]);
+                }
+                rt_free(a), rt_free(b), rt_free(c0), rt_free(c1), rt_free(c2);
+            }
+}
 
 /* ---- optimisers ------------------------------------------------------------------ */
 
@@ -497,6 +541,7 @@ static void test_progress(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgemm_parts),
         cmocka_unit_test(test_sgd_momentum_two_steps),
         cmocka_unit_test(test_adam_two_steps),
         cmocka_unit_test(test_adam_weight_decay_is_l2),
