@@ -11,8 +11,8 @@ void *(*rt_alloc_hook)(size_t n) = NULL;
 
 /* A large buffer (the arena, parameters, gradients) on 2 MiB pages where the kernel
  * hands them out on request (transparent huge pages in "madvise" mode): the generated
- * kernels walk activations of hundreds of MB, and with 4 KiB pages a tenth of a
- * training step went to TLB misses. */
+ * kernels walk activations of hundreds of MB, on 4 KiB pages a TLB miss every 1024
+ * floats. */
 enum { HUGE_MIN = 32 << 20, HUGE_PAGE = 2 << 20 };
 static void *host_alloc(size_t n) {
     if (n < HUGE_MIN) return malloc(n ? n : 1);

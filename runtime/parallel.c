@@ -175,7 +175,7 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
 enum {
     GEMM_PARTS = 8,
     GEMM_BLOCK = 16,       /* row and column parts start at multiples of OpenBLAS's register tile */
-    GEMM_KSLICE = 2048,    /* a k part is at least this deep (a multiple of OpenBLAS's k block) */
+    GEMM_KSLICE = 2048,    /* a k part is about this deep at least; parts start at multiples of 256 */
 };
 /* Scratch for the k parts, in floats: (parts - 1) m n stays below this. */
 #define GEMM_SCRATCH_MAX ((int64_t)1 << 24)
@@ -196,6 +196,7 @@ typedef struct Gemm {
 static struct {
     float *p;
     int64_t len;
+    atomic_bool busy;
 } gemm_scratch;
 
 static int part_start(const Gemm *g, int64_t p) {
@@ -267,15 +268,20 @@ void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
     int64_t work = (int64_t)m * n * (k > 0 ? k : 1);
     Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, CUT_K, k_parts(m, n, k), NULL};
     if (g.parts > 1) {
+        /* the pool's scratch, or, for a second caller meanwhile, one of its own: the cut
+         * (and so the result) must not depend on who else is multiplying */
         int64_t need = (int64_t)(g.parts - 1) * m * n;
-        if (gemm_scratch.len < need) {
+        bool idle = false, shared = atomic_compare_exchange_strong(&gemm_scratch.busy, &idle, true);
+        if (shared && gemm_scratch.len < need) {
             rt_free(gemm_scratch.p);
             gemm_scratch.p = rt_malloc((size_t)need * sizeof(float));
             gemm_scratch.len = need;
         }
-        g.scratch = gemm_scratch.p;
+        g.scratch = shared ? gemm_scratch.p : rt_malloc((size_t)need * sizeof(float));
         rt_parallel_for(gemm_parts, &g, g.parts, work);
         rt_parallel_for(gemm_sum_slices, &g, m, (int64_t)m * n * (g.parts - 1));
+        if (shared) atomic_store(&gemm_scratch.busy, false);
+        else rt_free(g.scratch);
         return;
     }
     g.cut = m >= n || m >= 4 * GEMM_BLOCK ? CUT_ROWS : CUT_COLS;
