@@ -7,7 +7,8 @@
  * point is computed by exactly one thread, in the same arithmetic.
  *
  * GEMMs run on the same threads (rt_sgemm): each thread calls a single-threaded
- * OpenBLAS sgemm on blocks of C's rows (or columns, when C has few rows). With
+ * OpenBLAS sgemm on blocks of C's rows (or columns, when C has few rows; or slices of
+ * k, summed afterwards, for a weight gradient's deep k). With
  * OpenBLAS's own threads, which spin for a long while after every GEMM, the two pools
  * took turns on the same cores and the scheduler's switching between them cost a
  * tenth of a training step; now the pool is every thread the program has.
