@@ -200,11 +200,11 @@ void ast_print(FILE *out, const AstProgram *p) {
         print_stmts(out, p->net, 2);
         fputs("}\n", out);
     }
-    if (p->train) {
+    if (p->has_train) {
         SECTION();
         print_settings(out, "train", p->train);
     }
-    if (p->chirality) {
+    if (p->has_chirality) {
         SECTION();
         print_settings(out, "chirality", p->chirality);
     }

@@ -127,6 +127,7 @@ typedef struct AstProgram {
     bool has_net;
     AstSetting *train;      /* train { ... } */
     AstSetting *chirality;  /* chirality { ... } */
+    bool has_train, has_chirality;  /* the block is written, even if empty */
 } AstProgram;
 
 /* Prints the tree back as .net source (canonical spacing); used by tests to

@@ -51,7 +51,6 @@ typedef struct FeParser {
     int ndecls;         /* declarations parsed: 0 means an empty file */
     int nops;           /* operators since the last complete top-level expression */
     bool too_complex;   /* reported once per file */
-    bool has_train, has_chirality;
     SrcLoc train_loc, chirality_loc;
 } FeParser;
 
@@ -242,11 +241,11 @@ decl:
       }
   }
 | TRAIN '{' settings '}' {
-      once(ps, &ps->has_train, &ps->train_loc, "train", @1);
+      once(ps, &ps->prog->has_train, &ps->train_loc, "train", @1);
       if (!ps->prog->train) ps->prog->train = $3.head;
   }
 | CHIRALITY '{' settings '}' {
-      once(ps, &ps->has_chirality, &ps->chirality_loc, "chirality", @1);
+      once(ps, &ps->prog->has_chirality, &ps->chirality_loc, "chirality", @1);
       if (!ps->prog->chirality) ps->prog->chirality = $3.head;
   }
 ;

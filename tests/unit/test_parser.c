@@ -271,6 +271,36 @@ static void test_print_parentheses(void **state) {
     parse_done(&p);
 }
 
+/* An empty train or chirality block is still a declaration: it is printed,
+ * so that the printout of a file holding only one parses again (a fuzzer
+ * finding: `chirality { }` alone printed as an empty file). */
+static void test_print_empty_blocks(void **state) {
+    (void)state;
+    Parse p, q;
+    parse_text(&p, "# comment\nchirality {  }\n");
+    assert_non_null(p.prog);
+    assert_true(p.prog->has_chirality);
+    assert_false(p.prog->has_train);
+    char *s = print_to_string(p.prog);
+    assert_string_equal(s, "chirality {\n}\n");
+    free(s);
+    parse_done(&p);
+
+    parse_text(&p, "train {}\nchirality { layout joints }\n");
+    assert_non_null(p.prog);
+    char *first = print_to_string(p.prog);
+    assert_string_equal(first, "train {\n}\n\nchirality {\n  layout joints\n}\n");
+    parse_text(&q, first);
+    assert_non_null(q.prog);
+    assert_true(q.prog->has_train);
+    char *second = print_to_string(q.prog);
+    assert_string_equal(first, second);
+    free(first);
+    free(second);
+    parse_done(&p);
+    parse_done(&q);
+}
+
 static void test_precedence(void **state) {
     (void)state;
     Parse p;
@@ -504,6 +534,7 @@ int main(void) {
         cmocka_unit_test(test_invariant_output),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_print_parentheses),
+        cmocka_unit_test(test_print_empty_blocks),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_several_errors),
         cmocka_unit_test(test_error_location),
