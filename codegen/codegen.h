@@ -313,6 +313,27 @@ void cg_export_lower(CgModel *m);
  * before the memory plan, unless CgOptions.no_fuse. Returns the number of merges. */
 int cg_fuse(KirProgram *k);
 
+/* ---- runs.c: the runs of a kernel's gathers along its innermost variable ---------------- */
+
+/* Along the innermost variable v of a loop kernel, the tables it gathers at v split
+ * [0, ext) into runs [start[q], start[q + 1]) over which every one of them is affine:
+ * an int table t[i] = base + i, a float table one value. A backend loops over the runs
+ * and, inside, over i as a plain affine loop (docs/kernel-ir.md "Runs"). */
+enum { KIR_RUNS_MAX_TAB = 8 };
+typedef struct KirRuns {
+    int var;                     /* the innermost variable */
+    int ntab;                    /* tables gathered at var */
+    int tab[KIR_RUNS_MAX_TAB];
+    int n;                       /* runs */
+    long *start;                 /* [n + 1], start[n] = ext */
+    int *base;                   /* [n * ntab]: int table j in run q: t[i] = base[q * ntab + j] + i */
+    float *val;                  /* [n * ntab]: float table j's value in run q */
+} KirRuns;
+/* The runs of l (arena-owned); false when it gathers nothing at its innermost
+ * variable, gathers at more than KIR_RUNS_MAX_TAB tables there, that variable's extent
+ * is batch-scaled or the runs are shorter than min_len on average. */
+bool kir_loop_runs(const KirProgram *k, const KirLoop *l, long min_len, KirRuns *r);
+
 /* ---- plan.c: the static memory plan ----------------------------------------------- */
 
 /* Liveness (first and last step of the one function that touches a temporary)

@@ -63,6 +63,7 @@ bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOption
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Support.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -106,8 +107,13 @@ typedef struct L {
     /* the loop kernel being built: by buffer, its alias.scope and noalias lists
      * (NULL outside loop kernels and for buffers the step does not touch) */
     LLVMValueRef *scope, *noalias;
-    unsigned md_scope, md_noalias;
+    unsigned md_scope, md_noalias, md_loop;
     int ndomains;
+    /* the loop kernel being built, when it loops over the runs of its gathers
+     * (runs.c): by table of runs->tab, the run's base (i64) or value (float) */
+    const KirRuns *runs;
+    LLVMValueRef run_v[KIR_RUNS_MAX_TAB];
+    int nruns;              /* kernels so far that loop over runs: names their globals */
 } L;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -184,11 +190,14 @@ static LLVMValueRef loop_open_from(L *l, Loop *lp, LLVMValueRef start, LLVMValue
 static LLVMValueRef loop_open(L *l, Loop *lp, LLVMValueRef n, const char *name) {
     return loop_open_from(l, lp, ci64(l, 0), n, name);
 }
-static void loop_close(L *l, Loop *lp) {
+/* Closes the loop; its back edge carries the loop metadata md when there is one. */
+static void loop_close_md(L *l, Loop *lp, LLVMValueRef md) {
     LLVMBuildStore(l->b, LLVMBuildNSWAdd(l->b, lp->iv, ci64(l, 1), ""), lp->slot);
-    LLVMBuildBr(l->b, lp->head);
+    LLVMValueRef br = LLVMBuildBr(l->b, lp->head);
+    if (md) LLVMSetMetadata(br, l->md_loop, md);
     LLVMPositionBuilderAtEnd(l->b, lp->exit);
 }
+static void loop_close(L *l, Loop *lp) { loop_close_md(l, lp, NULL); }
 
 static LLVMValueRef dim_v(L *l, KirDim d) {
     return d.batch ? LLVMBuildNSWMul(l->b, l->N, ci64(l, d.n), "") : ci64(l, d.n);
@@ -324,6 +333,10 @@ static LLVMValueRef tab_global(L *l, int t) {
 /* table t at variable var: an int32 (sign-extended to i64) or a float */
 static LLVMValueRef tab_at(L *l, int t, int var) {
     const KirTab *x = &l->k->tabs[t];
+    if (l->runs && var == l->runs->var) /* inside a run: base + i, or the run's value */
+        for (int j = 0; j < l->runs->ntab; j++)
+            if (l->runs->tab[j] == t)
+                return x->is_float ? l->run_v[j] : LLVMBuildNSWAdd(l->b, l->run_v[j], l->var[var], "");
     LLVMValueRef g = tab_global(l, t);
     LLVMValueRef ix[2] = {ci64(l, 0), l->var[var]};
     LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(x->is_float ? l->f32 : l->i32, (unsigned)(x->n > 0 ? x->n : 1)),
@@ -688,6 +701,60 @@ static void draw_ahead(L *l, const KirLoop *lp) {
     }
 }
 
+/* Runs (runs.c). The kernel's innermost loop becomes a loop over the runs of its
+ * gathers, each run's bases and values loaded from constant arrays, around a loop over
+ * the run's elements, which gathers nothing and vectorises. Runs are short (20 at the
+ * bench's widths): without the hint the vectoriser interleaves four vectors and a
+ * run never reaches the vector loop. */
+enum { RUNS_MIN_LEN = 8 };
+static LLVMValueRef runs_array(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, const char *what) {
+    char name[48];
+    snprintf(name, sizeof name, "runs%d.%s", l->nruns, what);
+    return const_global(l, LLVMConstArray(ty, v, (unsigned)n), name);
+}
+static LLVMValueRef runs_at(L *l, LLVMValueRef g, LLVMTypeRef ty, LLVMValueRef i) {
+    LLVMValueRef ix[2] = {ci64(l, 0), i};
+    return LLVMBuildLoad2(l->b, ty, LLVMBuildInBoundsGEP2(l->b, LLVMGetElementType(LLVMTypeOf(g)), g, ix, 2, ""), "");
+}
+static void runs_open(L *l, const KirRuns *ru, Loop *outer, Loop *inner, const char *name) {
+    int n = ru->n, nt = ru->ntab;
+    LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)(n * nt + n + 1));
+    for (int q = 0; q <= n; q++) v[q] = ci64(l, ru->start[q]);
+    LLVMValueRef starts = runs_array(l, l->i64, v, n + 1, "start");
+    for (int i = 0; i < n * nt; i++) v[i] = ci32(l, ru->base[i]);
+    LLVMValueRef bases = runs_array(l, l->i32, v, n * nt, "base");
+    for (int i = 0; i < n * nt; i++) v[i] = cf32(l, ru->val[i]);
+    LLVMValueRef vals = runs_array(l, l->f32, v, n * nt, "val");
+    sup_free(v);
+    l->nruns++;
+    LLVMValueRef q = loop_open(l, outer, ci64(l, n), "run");
+    LLVMValueRef lo = runs_at(l, starts, l->i64, q);
+    LLVMValueRef hi = runs_at(l, starts, l->i64, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
+    LLVMValueRef at = LLVMBuildNSWMul(l->b, q, ci64(l, nt), "");
+    for (int j = 0; j < nt; j++) {
+        LLVMValueRef i = LLVMBuildNSWAdd(l->b, at, ci64(l, j), "");
+        l->run_v[j] = l->k->tabs[ru->tab[j]].is_float ? runs_at(l, vals, l->f32, i)
+                                                      : LLVMBuildSExt(l->b, runs_at(l, bases, l->i32, i), l->i64, "");
+    }
+    l->runs = ru;
+    l->var[ru->var] = loop_open_from(l, inner, lo, hi, name);
+}
+/* llvm.loop.interleave.count 1: a distinct, self-referencing loop ID */
+static LLVMValueRef no_interleave_md(L *l) {
+    static const char key[] = "llvm.loop.interleave.count";
+    LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(l->cx, key, sizeof key - 1), LLVMValueAsMetadata(ci32(l, 1))};
+    LLVMMetadataRef self = LLVMTemporaryMDNode(l->cx, NULL, 0);
+    LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(l->cx, kv, 2)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(l->cx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(self, id);
+    return LLVMMetadataAsValue(l->cx, id);
+}
+static void runs_close(L *l, Loop *outer, Loop *inner) {
+    loop_close_md(l, inner, no_interleave_md(l));
+    loop_close(l, outer);
+    l->runs = NULL;
+}
+
 /* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi). */
 static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
@@ -708,11 +775,14 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
     l->vals = vals;
     l->ndm = 0;
     bool ahead = drops && masks_ahead(l, lp);
-    Loop lo[KIR_MAX_DIMS];
+    KirRuns ru;
+    bool runs = kir_loop_runs(l->k, lp, RUNS_MIN_LEN, &ru);
+    Loop lo[KIR_MAX_DIMS], runl;
     for (int d = 0; d < lp->ndims; d++) {
         if (ahead && d == lp->ndims - 1) draw_ahead(l, lp);
-        l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
-                                    : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
+        if (runs && d == ru.var) runs_open(l, &ru, &runl, &lo[d], names[d]);
+        else l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
+                                         : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
     }
     for (int j = 0; j < lp->nst; j++) {
         const KirStore *st = &lp->st[j];
@@ -739,7 +809,10 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
         vals[j] = v;
         if (st->idx.buf >= 0) store_at(l, st->idx.buf, index_v(l, &st->idx), v); /* else a let */
     }
-    for (int d = lp->ndims - 1; d >= 0; d--) loop_close(l, &lo[d]);
+    for (int d = lp->ndims - 1; d >= 0; d--) {
+        if (runs && d == ru.var) runs_close(l, &runl, &lo[d]);
+        else loop_close(l, &lo[d]);
+    }
     scopes_close(l);
     l->vals = NULL;
     l->ndm = 0;
@@ -1244,6 +1317,7 @@ static bool module_new(L *l, const CgModel *m, int opt, const char **why) {
     memset(l->noalias, 0, sizeof(LLVMValueRef) * (size_t)(l->k->nbufs + 1));
     l->md_scope = LLVMGetMDKindIDInContext(l->cx, "alias.scope", 11);
     l->md_noalias = LLVMGetMDKindIDInContext(l->cx, "noalias", 7);
+    l->md_loop = LLVMGetMDKindIDInContext(l->cx, "llvm.loop", 9);
     memset(l->tabs, 0, sizeof(LLVMValueRef) * (size_t)(l->k->ntabs + 1));
     build_types(l);
     return true;

@@ -28,6 +28,26 @@
 
 /* ---- tables ------------------------------------------------------------------------- */
 
+/* Where a feature has no even (odd) component, its synthesis index (-1 here) is read
+ * and multiplied by a zero coefficient: any element in [0, lim) will do. 0 for all
+ * would cut the runs of consecutive indices that the LLVM backend turns into
+ * contiguous loads (runs.c), so a gap continues the run before it, or leads into
+ * the one after it, or counts from 0. */
+static void fill_gaps(int *idx, int n, int lim) {
+    for (int a = 0, b; a < n; a = b) {
+        for (b = a; b < n && idx[b] < 0; b++) {}
+        if (b == a) {
+            b++;
+            continue;
+        }
+        for (int i = a; i < b; i++) {
+            if (a > 0 && idx[a - 1] + (b - a) < lim) idx[i] = idx[a - 1] + (i - a + 1);
+            else if (b < n && idx[b] - (b - a) >= 0) idx[i] = idx[b] - (b - i);
+            else idx[i] = lim > 0 ? (i - a) % lim : 0;
+        }
+    }
+}
+
 const BT *cg_bt_of(L *l, const IrBasis *b) {
     for (int i = 0; i < l->nbts; i++)
         if (l->bts[i]->b == b) return l->bts[i];
@@ -54,7 +74,7 @@ const BT *cg_bt_of(L *l, const IrBasis *b) {
     }
     t->of = kir_tab_int(k, iv, dod), t->og = kir_tab_int(k, i2, dod), t->os = kir_tab_float(k, fv, dod);
     /* synthesis and the dense builder's coefficients, feature by feature */
-    memset(iv, 0, sizeof(int) * 4 * (size_t)mx);
+    for (int i = 0; i < 4 * mx; i++) iv[i] = -1;
     memset(fv, 0, sizeof(float) * 4 * (size_t)mx);
     for (int c = 0; c < de; c++) {
         int f = b->ef[c], g = b->eg[c];
@@ -66,6 +86,7 @@ const BT *cg_bt_of(L *l, const IrBasis *b) {
         i2[f] = c, i4[f] = c, f2[f] = g < 0 ? 1.0f : 0.5f, f4[f] = 1.0f;
         if (g >= 0) i2[g] = c, i4[g] = c, f2[g] = -0.5f * b->os[c], f4[g] = -(float)b->os[c];
     }
+    fill_gaps(iv, n, de), fill_gaps(i3, n, de), fill_gaps(i2, n, dod), fill_gaps(i4, n, dod);
     t->ie = kir_tab_int(k, iv, n), t->io = kir_tab_int(k, i2, n);
     t->ca = kir_tab_float(k, fv, n), t->cb = kir_tab_float(k, f2, n);
     t->kE = kir_tab_int(k, i3, n), t->kO = kir_tab_int(k, i4, n);

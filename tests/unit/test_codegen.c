@@ -208,6 +208,55 @@ static void test_videopose3d_unfused(void **state) {
     cg_no_fuse = false, cg_threads = 2;
 }
 
+/* Runs (codegen/runs.c): at 510 channels (10 to a joint's coordinate run) the folded
+ * kernels' gathers split into runs, which the LLVM backend loops over; the
+ * differential test then covers that path, on both backends. The runs themselves:
+ * each int table is base + i and each float table one value inside a run, and every
+ * run is as long as it can be (the next element would break one of the tables). */
+static void check_runs(const KirProgram *k, const KirLoop *l, const KirRuns *r) {
+    long ext = l->ext[r->var].n;
+    assert_int_equal(r->start[0], 0);
+    assert_int_equal(r->start[r->n], ext);
+    for (int q = 0; q < r->n; q++) {
+        assert_true(r->start[q] < r->start[q + 1]);
+        for (long i = r->start[q]; i < r->start[q + 1]; i++)
+            for (int j = 0; j < r->ntab; j++) {
+                const KirTab *t = &k->tabs[r->tab[j]];
+                if (t->is_float) assert_true(t->f[i] == r->val[q * r->ntab + j]);
+                else assert_int_equal(t->i[i], r->base[q * r->ntab + j] + i);
+            }
+        if (q == 0) continue;
+        bool breaks = false; /* run q could not have gone on from run q - 1 */
+        long i = r->start[q];
+        for (int j = 0; j < r->ntab; j++) {
+            const KirTab *t = &k->tabs[r->tab[j]];
+            breaks = breaks || (t->is_float ? t->f[i] != t->f[i - 1] : t->i[i] != t->i[i - 1] + 1);
+        }
+        assert_true(breaks);
+    }
+}
+static void test_videopose3d_runs(void **state) {
+    IrOverride ov[] = {{"width", 510, false}, {"blocks", 1, false}};
+    IrProgram *p = front_file("examples/videopose3d.net", ov, 2, false);
+    assert_non_null(p);
+    CgModel *m = cg_lower(p, &(CgOptions){0});
+    assert_non_null(m);
+    int with_runs = 0, loops = 0;
+    for (int f = 0; f < KIR_NUM_FNS; f++)
+        for (int i = 0; i < m->k->fn[f].nsteps; i++) {
+            const KirStep *s = &m->k->fn[f].steps[i];
+            if (s->kind != KIR_STEP_LOOP) continue;
+            loops++;
+            KirRuns r;
+            if (!kir_loop_runs(m->k, &s->l, 8, &r)) continue;
+            with_runs++;
+            check_runs(m->k, &s->l, &r);
+        }
+    print_message("videopose3d width 510: %d of %d loop kernels loop over runs\n", with_runs, loops);
+    assert_true(with_runs >= 8);
+    both(p);
+}
+
 /* A producer moves down to its consumer past steps that do not conflict: in the strided
  * VideoPose3D's backward, dx = Q^T (even, odd) of each block's first convolution goes
  * past the weight gradients and the residual crop's dx into the add of the two
@@ -749,6 +798,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_videopose3d, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_baseline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_unfused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_videopose3d_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_moves_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),

@@ -281,6 +281,12 @@ static void test_videopose3d(void **state) {
     IrOverride ov[] = {{"width", 68, false}, {"blocks", 2, false}};
     both(front_train("examples/videopose3d.net", NULL, ov, 2));
 }
+/* At 510 channels the LLVM backend loops over the runs of the folded kernels' gathers
+ * (codegen/runs.c; test_codegen checks which kernels): the backward's too. */
+static void test_videopose3d_runs(void **state) {
+    IrOverride ov[] = {{"width", 510, false}, {"blocks", 1, false}};
+    both(front_train("examples/videopose3d.net", NULL, ov, 2));
+}
 static void test_martinez(void **state) {
     IrOverride ov[] = {{"width", 68, false}};
     both(front_train("examples/martinez.net", NULL, ov, 1));
@@ -418,6 +424,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_martinez, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_videopose3d_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forecast_lstm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fd_nets, setup, teardown),
