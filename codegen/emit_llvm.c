@@ -114,6 +114,7 @@ typedef struct L {
     const KirRuns *runs;
     LLVMValueRef run_v[KIR_RUNS_MAX_TAB];
     int nruns;              /* kernels so far that loop over runs: names their globals */
+    bool flat;              /* the loop kernel being built splits over (i0, i1) (flat_split) */
 } L;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -712,9 +713,10 @@ static LLVMValueRef runs_array(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, con
     snprintf(name, sizeof name, "runs%d.%s", l->nruns, what);
     return const_global(l, LLVMConstArray(ty, v, (unsigned)n), name);
 }
-static LLVMValueRef runs_at(L *l, LLVMValueRef g, LLVMTypeRef ty, LLVMValueRef i) {
+/* element i of the array g of n elements of type ty */
+static LLVMValueRef runs_at(L *l, LLVMValueRef g, LLVMTypeRef ty, int n, LLVMValueRef i) {
     LLVMValueRef ix[2] = {ci64(l, 0), i};
-    return LLVMBuildLoad2(l->b, ty, LLVMBuildInBoundsGEP2(l->b, LLVMGetElementType(LLVMTypeOf(g)), g, ix, 2, ""), "");
+    return LLVMBuildLoad2(l->b, ty, LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(ty, (unsigned)n), g, ix, 2, ""), "");
 }
 static void runs_open(L *l, const KirRuns *ru, Loop *outer, Loop *inner, const char *name) {
     int n = ru->n, nt = ru->ntab;
@@ -728,13 +730,13 @@ static void runs_open(L *l, const KirRuns *ru, Loop *outer, Loop *inner, const c
     sup_free(v);
     l->nruns++;
     LLVMValueRef q = loop_open(l, outer, ci64(l, n), "run");
-    LLVMValueRef lo = runs_at(l, starts, l->i64, q);
-    LLVMValueRef hi = runs_at(l, starts, l->i64, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
+    LLVMValueRef lo = runs_at(l, starts, l->i64, n + 1, q);
+    LLVMValueRef hi = runs_at(l, starts, l->i64, n + 1, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
     LLVMValueRef at = LLVMBuildNSWMul(l->b, q, ci64(l, nt), "");
     for (int j = 0; j < nt; j++) {
         LLVMValueRef i = LLVMBuildNSWAdd(l->b, at, ci64(l, j), "");
-        l->run_v[j] = l->k->tabs[ru->tab[j]].is_float ? runs_at(l, vals, l->f32, i)
-                                                      : LLVMBuildSExt(l->b, runs_at(l, bases, l->i32, i), l->i64, "");
+        l->run_v[j] = l->k->tabs[ru->tab[j]].is_float ? runs_at(l, vals, l->f32, n * nt, i)
+                                                      : LLVMBuildSExt(l->b, runs_at(l, bases, l->i32, n * nt, i), l->i64, "");
     }
     l->runs = ru;
     l->var[ru->var] = loop_open_from(l, inner, lo, hi, name);
@@ -755,7 +757,18 @@ static void runs_close(L *l, Loop *outer, Loop *inner) {
     l->runs = NULL;
 }
 
-/* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi). */
+/* Whether a parallel kernel splits over the pairs (i0, i1) rather than over i0: its outer
+ * extent is the batch itself (one sample per i0: [N, T, ...], im2col and crops), which at
+ * inference's batch 1 is one block, run on one core while the others wait. The pairs
+ * may be split anywhere when every point is independent (the test that gives the CUDA
+ * backend a thread per point). */
+static bool flat_split(const KirProgram *k, const KirLoop *lp) {
+    return lp->ndims >= 3 && lp->ext[0].batch && lp->ext[0].n == 1 && !lp->ext[1].batch && lp->ext[1].n >= 2 &&
+           !lp->has_red && cg_cuda_points_independent(k, lp);
+}
+
+/* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi), or, where
+ * l->flat, the pair index q = i0 ext1 + i1 does. */
 static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
     scopes_open(l, lp);
@@ -778,11 +791,21 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
     KirRuns ru;
     bool runs = kir_loop_runs(l->k, lp, RUNS_MIN_LEN, &ru);
     Loop lo[KIR_MAX_DIMS], runl;
+    bool flat = l->flat && i0_lo;
     for (int d = 0; d < lp->ndims; d++) {
         if (ahead && d == lp->ndims - 1) draw_ahead(l, lp);
-        if (runs && d == ru.var) runs_open(l, &ru, &runl, &lo[d], names[d]);
-        else l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
-                                         : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
+        if (flat && d == 0) {
+            LLVMValueRef q = loop_open_from(l, &lo[0], i0_lo, i0_hi, "i01"), e1 = ci64(l, lp->ext[1].n);
+            l->var[0] = LLVMBuildSDiv(l->b, q, e1, "i0");
+            l->var[1] = LLVMBuildSRem(l->b, q, e1, "i1");
+        } else if (flat && d == 1) {
+            continue;
+        } else if (runs && d == ru.var) {
+            runs_open(l, &ru, &runl, &lo[d], names[d]);
+        } else {
+            l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
+                                        : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
+        }
     }
     for (int j = 0; j < lp->nst; j++) {
         const KirStore *st = &lp->st[j];
@@ -810,6 +833,7 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
         if (st->idx.buf >= 0) store_at(l, st->idx.buf, index_v(l, &st->idx), v); /* else a let */
     }
     for (int d = lp->ndims - 1; d >= 0; d--) {
+        if (flat && d == 1) continue;
         if (runs && d == ru.var) runs_close(l, &runl, &lo[d]);
         else loop_close(l, &lo[d]);
     }
@@ -825,8 +849,10 @@ static void steps_v(L *l, const KirFunc *fn, LLVMValueRef *outl) {
         const KirStep *s = &fn->steps[i];
         if (s->kind == KIR_STEP_GEMM) gemm_v(l, &s->g);
         else if (outl && outl[i]) {
+            LLVMValueRef n = dim_v(l, s->l.ext[0]);
+            if (flat_split(l->k, &s->l)) n = LLVMBuildNSWMul(l->b, n, ci64(l, s->l.ext[1].n), "");
             LLVMValueRef a[4] = {LLVMBuildBitCast(l->b, outl[i], l->pi8, ""), LLVMBuildBitCast(l->b, l->exec, l->pi8, ""),
-                                 dim_v(l, s->l.ext[0]), dim_v(l, kir_loop_work(&s->l))};
+                                 n, dim_v(l, kir_loop_work(&s->l))};
             LLVMBuildCall2(l->b, l->par_ty, l->par, a, 4, "");
         } else loop_v(l, &s->l, NULL, NULL);
     }
@@ -848,7 +874,8 @@ static LLVMValueRef io_ptr(L *l, int field, int io) {
 static void bufs_v(L *l, const bool *used);
 
 /* The outlined body of a parallel loop kernel (the C backend's NAME_sI):
- * void (i8 *x, i64 lo, i64 hi), i0 over [lo, hi), for rt_parallel_for. */
+ * void (i8 *x, i64 lo, i64 hi), i0 (or the pair index, flat_split) over [lo, hi), for
+ * rt_parallel_for. */
 static LLVMValueRef outlined_v(L *l, KirFn f, int i, const KirStep *s) {
     const KirProgram *k = l->k;
     char name[64];
@@ -862,7 +889,9 @@ static LLVMValueRef outlined_v(L *l, KirFn f, int i, const KirStep *s) {
     kir_step_bufs(s, used, NULL);
     bufs_v(l, used);
     sup_free(used);
+    l->flat = flat_split(k, &s->l);
     loop_v(l, &s->l, LLVMGetParam(fv, 1), LLVMGetParam(fv, 2));
+    l->flat = false;
     fn_end(l);
     return fv;
 }
