@@ -5,7 +5,7 @@
  * coefficient tables, x[row + t0[c]] * t2[c]. Element by element that is a gather,
  * which no CPU vectoriser widens well. But the tables come from the chirality
  * layout: along the channel, an index table steps by one and a coefficient table
- * stays the same for whole runs (20 channels of a joint at the bench's widths). Within
+ * stays the same for whole runs (20 channels at the bench's widths). Within
  * such a run the gather is a contiguous load and the coefficient a scalar, so a
  * backend can loop over the runs and, inside, over a plain affine loop it vectorises.
  * The values read are the same, so the results are too, bit for bit. */
