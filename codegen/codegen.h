@@ -227,6 +227,11 @@ void kir_store(KirProgram *k, KirStep *s, KirIndex idx, KirExpr *e);
  * touch the same element of a buffer the kernel writes. Such a kernel may run its i0
  * blocks on several cores (C and LLVM: rt_parallel_for) or one i0 per GPU thread. */
 bool kir_loop_parallel(const KirProgram *k, const KirLoop *l);
+/* Whether every point of a loop kernel may run at once: proven from the indices (no
+ * point touches what another writes). The CUDA printer then gives each point a thread
+ * (else one thread per i0, kir_loop_parallel, or one thread); the LLVM backend may split
+ * such a kernel over (i0, i1). */
+bool kir_loop_points_independent(const KirProgram *k, const KirLoop *l);
 /* Whether any loop kernel of k holds an expression of op. */
 bool kir_program_has(const KirProgram *k, KirEop op);
 /* Marks the buffers step s (loop l) touches in used[] and those it writes in written[]
@@ -391,10 +396,6 @@ void cg_c_index(FILE *out, const KirIndex *x);
 void cg_emit_cuda(FILE *out, const CgModel *m);
 /* Writes DIR/MODEL.cu atomically; false after reporting through prog->diag. */
 bool cg_write_cuda(const CgModel *m, const char *dir, const char **path_out);
-/* Whether the points of a loop kernel may run at once, one GPU thread each: proven from
- * the indices (no point touches what another writes); else the printer runs the kernel
- * one thread per i0 (kir_loop_parallel) or in one thread. Exposed for the tests. */
-bool cg_cuda_points_independent(const KirProgram *k, const KirLoop *l);
 
 /* ---- emit_llvm.c: the LLVM backend ---------------------------------------------------- */
 

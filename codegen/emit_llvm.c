@@ -764,7 +764,7 @@ static void runs_close(L *l, Loop *outer, Loop *inner) {
  * backend a thread per point). */
 static bool flat_split(const KirProgram *k, const KirLoop *lp) {
     return lp->ndims >= 3 && lp->ext[0].batch && lp->ext[0].n == 1 && !lp->ext[1].batch && lp->ext[1].n >= 2 &&
-           !lp->has_red && cg_cuda_points_independent(k, lp);
+           !lp->has_red && kir_loop_points_independent(k, lp);
 }
 
 /* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi), or, where

@@ -2,6 +2,7 @@
  *
  * Nothing here is C syntax: indices are affine maps plus gathered table terms,
  * expressions are trees of ops, and the text form is the IR's own. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "codegen/codegen.h"
@@ -581,6 +582,155 @@ bool kir_loop_parallel(const KirProgram *k, const KirLoop *l) {
         if (w[b].set && (!w[b].ok || w[b].hi - w[b].lo >= (w[b].c < 0 ? -w[b].c : w[b].c))) par = false;
     sup_free(w);
     return par;
+}
+
+/* Every point at once. The kernel IR's order is the C backend's: points one after
+ * another. A kernel may run them all at once (a GPU thread per point; any split of them
+ * on the CPU) only if no point touches what another point writes. Proven here,
+ * conservatively, from the indices: every store's address is a one-to-one function of the
+ * point (an affine index whose coefficients dominate the spans of the smaller ones, no
+ * gathered terms), stores to one buffer at different indices never meet (offsets apart
+ * modulo the coefficients' gcd), and a load of a buffer the kernel writes reads the very
+ * address a store of the same point writes, or a part no store writes. */
+static bool store_injective(const KirLoop *l, const KirIndex *x) {
+    if (x->ntab > 0 || x->coef[KIR_RVAR]) return false;
+    int order[KIR_MAX_DIMS], n = 0;
+    for (int d = 0; d < l->ndims; d++) {
+        if (!l->ext[d].batch && l->ext[d].n == 1) continue; /* one value: no collision */
+        if (!x->coef[d]) return false;
+        order[n++] = d;
+    }
+    for (int a = 1; a < n; a++) /* by |coefficient|, ascending */
+        for (int b = a; b > 0 && labs(x->coef[order[b]]) < labs(x->coef[order[b - 1]]); b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    long span = 0;
+    for (int a = 0; a < n; a++) {
+        int d = order[a];
+        if (labs(x->coef[d]) <= span) return false;
+        if (l->ext[d].batch) return a == n - 1; /* unbounded: only the outermost coefficient */
+        span += labs(x->coef[d]) * (l->ext[d].n - 1);
+    }
+    return true;
+}
+
+static long gcd_l(long a, long b) {
+    a = labs(a), b = labs(b);
+    while (b) {
+        long t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* Two injective stores with the same coefficients never write the same address: their
+ * offsets differ by a non-multiple of the coefficients' gcd, or by more than the span
+ * of the index (modulo the outermost coefficient where that variable is the batch's). */
+static bool stores_apart(const KirLoop *l, const KirIndex *a, const KirIndex *b) {
+    long g = 0, span = 0, outer = 0;
+    int big = -1;
+    for (int v = 0; v < KIR_NVARS; v++) {
+        if (a->coef[v] != b->coef[v]) return false;
+        g = gcd_l(g, a->coef[v]);
+        if (a->coef[v] && (big < 0 || labs(a->coef[v]) > labs(a->coef[big]))) big = v;
+    }
+    long diff = b->off - a->off;
+    if (g == 0) return diff != 0;
+    if (diff % g != 0) return true;
+    for (int d = 0; d < l->ndims; d++) {
+        if (d == big && l->ext[d].batch) continue;
+        if (l->ext[d].batch) return false; /* an unbounded span */
+        span += labs(a->coef[d]) * (l->ext[d].n - 1);
+    }
+    if (big >= 0 && big < l->ndims && l->ext[big].batch) {
+        outer = labs(a->coef[big]);
+        long dm = ((diff % outer) + outer) % outer;
+        return dm > span && outer - dm > span;
+    }
+    return labs(diff) > span;
+}
+
+static bool same_index(const KirIndex *a, const KirIndex *b) {
+    if (a->buf != b->buf || a->off != b->off || a->ntab != b->ntab || a->guard != b->guard) return false;
+    for (int v = 0; v < KIR_NVARS; v++)
+        if (a->coef[v] != b->coef[v]) return false;
+    for (int t = 0; t < a->ntab; t++)
+        if (a->tab[t].tab != b->tab[t].tab || a->tab[t].var != b->tab[t].var || a->tab[t].coef != b->tab[t].coef)
+            return false;
+    return !a->guard || (a->goff == b->goff && a->glimit == b->glimit);
+}
+
+/* The range [lo, hi] an index takes over the loop, without its batch-scaled variable
+ * (whose coefficient goes to *row, 0 when there is none); false when unbounded. */
+static bool index_range(const KirProgram *k, const KirLoop *l, const KirIndex *x, long *lo, long *hi, long *row) {
+    *lo = *hi = x->off;
+    *row = 0;
+    for (int v = 0; v < KIR_NVARS; v++) {
+        if (!x->coef[v]) continue;
+        KirDim d = v == KIR_RVAR ? l->red : v < l->ndims ? l->ext[v] : (KirDim){1, false};
+        if (d.batch) {
+            if (*row) return false;
+            *row = x->coef[v];
+            continue;
+        }
+        long a = x->coef[v] * (d.n - 1);
+        *lo += a < 0 ? a : 0, *hi += a > 0 ? a : 0;
+    }
+    for (int t = 0; t < x->ntab; t++) {
+        const KirTab *tb = &k->tabs[x->tab[t].tab];
+        if (tb->is_float || tb->n == 0) return false;
+        long mn = tb->i[0], mx = tb->i[0];
+        for (int i = 1; i < tb->n; i++) mn = tb->i[i] < mn ? tb->i[i] : mn, mx = tb->i[i] > mx ? tb->i[i] : mx;
+        long a = x->tab[t].coef * mn, b = x->tab[t].coef * mx;
+        *lo += a < b ? a : b, *hi += a < b ? b : a;
+    }
+    return true;
+}
+
+/* A load and a store of one buffer that never meet: their ranges are apart (in every
+ * row of the batch alike, both within one row's stride). */
+static bool ranges_apart(const KirProgram *k, const KirLoop *l, const KirIndex *a, const KirIndex *b) {
+    long alo, ahi, arow, blo, bhi, brow;
+    if (!index_range(k, l, a, &alo, &ahi, &arow) || !index_range(k, l, b, &blo, &bhi, &brow) || arow != brow)
+        return false;
+    if (arow && ((ahi > bhi ? ahi : bhi) - (alo < blo ? alo : blo) >= labs(arow) || alo < 0 || blo < 0))
+        return false;
+    return ahi < blo || bhi < alo;
+}
+
+/* Every load in x of a buffer the kernel writes reads what a store of the point writes,
+ * or a part of the buffer no store writes. */
+static bool loads_private(const KirProgram *k, const KirLoop *l, const KirExpr *x) {
+    if (x->op == KIR_E_LOAD && x->idx.buf >= 0) {
+        bool same = false, apart = true;
+        for (int j = 0; j < l->nst; j++)
+            if (l->st[j].idx.buf == x->idx.buf) {
+                same |= same_index(&l->st[j].idx, &x->idx);
+                apart &= ranges_apart(k, l, &l->st[j].idx, &x->idx);
+            }
+        if (!same && !apart) return false;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (!loads_private(k, l, x->a[i])) return false;
+    return true;
+}
+
+bool kir_loop_points_independent(const KirProgram *k, const KirLoop *l) {
+    for (int j = 0; j < l->nst; j++) {
+        const KirIndex *a = &l->st[j].idx;
+        if (!loads_private(k, l, l->st[j].e)) return false;
+        if (a->buf < 0) continue;
+        if (!store_injective(l, a)) return false;
+        for (int q = 0; q < j; q++) { /* another store to the buffer: never the same address */
+            const KirIndex *b = &l->st[q].idx;
+            if (b->buf != a->buf || same_index(a, b)) continue;
+            if (!stores_apart(l, a, b)) return false;
+        }
+    }
+    return true;
 }
 
 KirDim kir_loop_work(const KirLoop *l) {
