@@ -481,18 +481,14 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
 
 /* ---- batchnorm ------------------------------------------------------------------------- */
 
-/* lower_batchnorm keeps its statistics as (m, mu, d, var, scale), F each */
 KirExpr *cg_bn_train_expr(L *l, const IrNode *n, int xb) {
     int F = n->shape.feat, st = l->bnst[n->id];
     sup_assert(st >= 0);
     const IrParamEntry *eb = cg_need(l, n, "beta", 0, 0, 0);
     const BT *bt = cg_bt_of(l, eb->basis_out);
-    Fold f = cg_fold_of(l, n, bt);
-    Src beta = {PIX(l, f.beta, 0)};
-    KirExpr *bfull = bt->de > 0 ? cg_synth_expr(l, bt, 1, &beta, 1, NULL, 0) : NULL;
-    KirExpr *e = MUL(l, kir_bin(l->k, KIR_E_SUB, LD(l, IXv(xb, 0, F, 1, 0, 0)), LD(l, IXv(st, F, 0, 1, 0, 0))),
-                     LD(l, IXv(st, 4L * F, 0, 1, 0, 0)));
-    return ADD(l, e, bfull);
+    KirExpr *e = MUL(l, kir_bin(l->k, KIR_E_SUB, LD(l, IXv(xb, 0, F, 1, 0, 0)), LD(l, IXv(st, BN_MU * (long)F, 0, 1, 0, 0))),
+                     LD(l, IXv(st, BN_SCALE * (long)F, 0, 1, 0, 0)));
+    return bt->de > 0 ? ADD(l, e, LD(l, IXv(st, BN_SHIFT * (long)F, 0, 1, 0, 0))) : e;
 }
 
 static void lower_batchnorm(L *l, const IrNode *n) {
@@ -524,9 +520,9 @@ static void lower_batchnorm(L *l, const IrNode *n) {
         return;
     }
     /* training: statistics of the augmented batch {x, T x} */
-    int st = temp(l, arena_printf(l->a, "%%%d batch statistics", n->id), 0, 5L * F);
+    int st = temp(l, arena_printf(l->a, "%%%d batch statistics", n->id), 0, BN_NSTATS * (long)F);
     l->bnst[n->id] = st;
-    long M = 0, MU = F, DV = 2L * F, VAR = 3L * F, SC = 4L * F;
+    long M = BN_M * (long)F, MU = BN_MU * (long)F, DV = BN_D * (long)F, VAR = BN_VAR * (long)F, SC = BN_SCALE * (long)F;
     KirExpr *rows = MUL(l, kir_batch(l->k), C(l, T));
     KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: mean", nm), 1, ext1);
     kir_loop_red(s, NB(T));
@@ -541,12 +537,13 @@ static void lower_batchnorm(L *l, const IrNode *n) {
     kir_loop_red(s, NB(T));
     KirExpr *dx = kir_bin(l->k, KIR_E_SUB, LD(l, xr), LD(l, IXv(st, MU, 1, 0, 0, 0)));
     kir_store(l->k, s, IXv(st, DV, 1, 0, 0, 0), kir_bin(l->k, KIR_E_DIV, kir_un(l->k, KIR_E_SUM, MUL(l, dx, dx)), rows));
-    s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: variance pooled over partners, scale", nm), 1, ext1);
+    s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: variance pooled over partners, scale, shift", nm), 1, ext1);
     kir_store(l->k, s, IXv(st, VAR, 1, 0, 0, 0),
               MUL(l, C(l, 0.5), ADD(l, LD(l, IXv(st, DV, 1, 0, 0, 0)), LD(l, withtab(IX(st, DV), f.orb.partner, 0)))));
     KirExpr *g = LD(l, withtab(PIX(l, f.gamma, 0), f.orb.orb, 0));
     kir_store(l->k, s, IXv(st, SC, 1, 0, 0, 0),
               kir_bin(l->k, KIR_E_DIV, g, kir_un(l->k, KIR_E_SQRT, ADD(l, LD(l, IXv(st, VAR, 1, 0, 0, 0)), C(l, f.eps)))));
+    if (bt->de > 0) kir_store(l->k, s, IXv(st, BN_SHIFT * (long)F, 1, 0, 0, 0), cg_synth_expr(l, bt, 0, &beta, 1, NULL, 0));
     s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: normalise", nm), 2, ext2);
     kir_store(l->k, s, IXv(y, 0, F, 1, 0, 0), cg_bn_train_expr(l, n, xb));
     /* running statistics (ir/interp.c update_running) */

@@ -146,8 +146,15 @@ Fold cg_fold_of(L *l, const IrNode *bn, const BT *bt);
 /* Dense per-tap W[tap][Fout][Fin] of a map into (buf, off) (function fn). */
 void cg_dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold *bn, const char *what);
 KirExpr *cg_act_expr(L *l, IrAct a, KirExpr *x, double slope);
+/* A training batchnorm's batch statistics (l->bnst), F floats each: the batch mean, the
+ * augmented batch's mean, its centred second moment, the variance pooled over partners,
+ * the scale gamma / sqrt(var + eps) and the shift (beta synthesised to the features, once
+ * per batch, so that the kernels normalising a [rows, F] tensor gather nothing and
+ * vectorise whole rows; gathered there, through beta's runs of 20 features, every fifth
+ * element of a run was left to a scalar remainder loop). */
+enum { BN_M, BN_MU, BN_D, BN_VAR, BN_SCALE, BN_SHIFT, BN_NSTATS };
 /* A training batchnorm's output at (row i0, feature i1) from its input xb and the batch
- * statistics (l->bnst): (x - mu) scale + beta, the forward's normalise. */
+ * statistics: (x - mu) scale + shift, the forward's normalise. */
 KirExpr *cg_bn_train_expr(L *l, const IrNode *n, int xb);
 void cg_zero_fill(L *l, KirFn fn, int buf, long off, KirDim n, const char *what);
 /* linear, conv1d, invariant (function l->fn); returns the node holding the result. */
