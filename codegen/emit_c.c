@@ -23,6 +23,7 @@ typedef struct E {
     const KirProgram *k;
     const KirExpr *red[16]; /* the reductions of the store being printed */
     int nred;
+    int redbase;            /* named red<redbase + i>: the kernel's earlier stores' come first */
     bool f64;               /* CgEmitOptions.f64: double scalars (tests) */
 } E;
 
@@ -146,7 +147,7 @@ static void expr_c(E *e, const KirExpr *x) {
     case KIR_E_RMAX:
         for (int i = 0; i < e->nred; i++)
             if (e->red[i] == x) {
-                fprintf(out, "(%s)red%d", ty_c(e), i);
+                fprintf(out, "(%s)red%d", ty_c(e), e->redbase + i);
                 return;
             }
         sup_bug("C backend: a reduction was not hoisted");
@@ -267,15 +268,17 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
         fprintf(out, "; %s++)%s\n", var_c[d], d + 1 == l->ndims ? " {" : "");
     }
     int ind = l->ndims + 1;
+    e->redbase = e->nred = 0;
     for (int j = 0; j < l->nst; j++) {
         const KirStore *st = &l->st[j];
+        e->redbase += e->nred;
         e->nred = 0;
         find_reds(e, st->e);
         for (int r = 0; r < e->nred; r++) {
             const KirExpr *x = e->red[r];
             bool sum = x->op == KIR_E_SUM;
             indent(out, ind);
-            fprintf(out, "double red%d = %s;\n", r, sum ? "0.0" : "-INFINITY");
+            fprintf(out, "double red%d = %s;\n", e->redbase + r, sum ? "0.0" : "-INFINITY");
             indent(out, ind);
             fputs("for (int64_t r = 0; r < ", out);
             dim_c(out, l->red);
@@ -283,10 +286,10 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
             int saved = e->nred;
             e->nred = 0; /* the body holds no reductions */
             if (sum) {
-                fprintf(out, "red%d += ", r);
+                fprintf(out, "red%d += ", e->redbase + r);
                 expr_c(e, x->a[0]);
             } else {
-                fprintf(out, "red%d = fmax(red%d, ", r, r);
+                fprintf(out, "red%d = fmax(red%d, ", e->redbase + r, e->redbase + r);
                 expr_c(e, x->a[0]);
                 fputc(')', out);
             }

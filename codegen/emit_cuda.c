@@ -38,6 +38,7 @@ typedef struct E {
     const KirProgram *k;
     const KirExpr *red[16]; /* the reductions of the store being printed */
     int nred;
+    int redbase;            /* named red<redbase + i>: the kernel's earlier stores' come first */
 } E;
 
 static const char *const var_cu[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
@@ -127,7 +128,7 @@ static void expr_cu(E *e, const KirExpr *x) {
     case KIR_E_RMAX:
         for (int i = 0; i < e->nred; i++)
             if (e->red[i] == x) {
-                fprintf(out, "(float)red%d", i);
+                fprintf(out, "(float)red%d", e->redbase + i);
                 return;
             }
         sup_bug("CUDA backend: a reduction was not hoisted");
@@ -254,14 +255,16 @@ static void decompose_cu(FILE *out, const KirLoop *l, int ind) {
  * every thread gets), then every thread computes the value and thread 0 stores it. */
 static void stores_cu(E *e, const KirLoop *l, int ind, bool block) {
     FILE *out = e->out;
+    e->redbase = e->nred = 0;
     for (int j = 0; j < l->nst; j++) {
         const KirStore *st = &l->st[j];
+        e->redbase += e->nred;
         e->nred = kir_collect_reductions(st->e, e->red, 0, (int)(sizeof e->red / sizeof e->red[0]));
         for (int r = 0; r < e->nred; r++) {
             const KirExpr *x = e->red[r];
             bool sum = x->op == KIR_E_SUM;
             indent(out, ind);
-            fprintf(out, "double red%d = %s;\n", r, sum ? "0.0" : "-INFINITY");
+            fprintf(out, "double red%d = %s;\n", e->redbase + r, sum ? "0.0" : "-INFINITY");
             indent(out, ind);
             fputs(block ? "for (int64_t r = threadIdx.x; r < " : "for (int64_t r = 0; r < ", out);
             dim_cu(out, l->red);
@@ -269,10 +272,10 @@ static void stores_cu(E *e, const KirLoop *l, int ind, bool block) {
             int saved = e->nred;
             e->nred = 0; /* the body holds no reductions */
             if (sum) {
-                fprintf(out, "red%d += ", r);
+                fprintf(out, "red%d += ", e->redbase + r);
                 expr_cu(e, x->a[0]);
             } else {
-                fprintf(out, "red%d = fmax(red%d, (double)", r, r);
+                fprintf(out, "red%d = fmax(red%d, (double)", e->redbase + r, e->redbase + r);
                 expr_cu(e, x->a[0]);
                 fputc(')', out);
             }
@@ -280,7 +283,7 @@ static void stores_cu(E *e, const KirLoop *l, int ind, bool block) {
             fputs(";\n", out);
             if (block) {
                 indent(out, ind);
-                fprintf(out, "red%d = %s(red%d, sh_);\n", r, sum ? "block_sum" : "block_max", r);
+                fprintf(out, "red%d = %s(red%d, sh_);\n", e->redbase + r, sum ? "block_sum" : "block_max", e->redbase + r);
             }
         }
         /* a let, or a store whose value a later store takes (fusion): a local first */

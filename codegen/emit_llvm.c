@@ -584,27 +584,34 @@ static bool loads_apart(const KirExpr *x, const KirIndex *st, long n) {
     return true;
 }
 
-/* Reductions with the rows outside: a one-dimensional kernel of one store whose
- * reductions run over many rows (batchnorm's statistics: loop [C] reduce r < N T,
- * reading x[r C + i0]). Channel by channel, as written, each channel walks the
- * whole tensor a float per cache line; here one accumulator per channel (a stack
- * array of doubles) is added to row by row, the inner loop over the channels is
- * contiguous and vectorises, and each channel still sums its rows in order r = 0,
- * 1, ...: the same double additions, the same result. */
+/* Reductions with the rows outside: a one-dimensional kernel whose reductions run over
+ * many rows (batchnorm's statistics: loop [C] reduce r < N T, reading x[r C + i0]).
+ * Channel by channel, as written, each channel walks the whole tensor a float per cache
+ * line; here one accumulator per channel and reduction (a stack array of doubles) is
+ * added to row by row, the inner loop over the channels is contiguous and vectorises,
+ * and each channel still sums its rows in order r = 0, 1, ...: the same double
+ * additions, the same result. The reductions of every store (the backward's sums of dy
+ * and of dy (x - mu)) share the one pass over the rows; that the stores then run after
+ * all of them changes nothing, since no store reads what any store writes. */
 enum { ROWS_MAX_EXT = 8192 };
 static bool rows_outside(const KirLoop *lp) {
-    if (lp->ndims != 1 || !lp->has_red || lp->nst != 1 || lp->ext[0].batch || lp->ext[0].n > ROWS_MAX_EXT ||
-        lp->ext[0].n < 2)
+    if (lp->ndims != 1 || !lp->has_red || lp->ext[0].batch || lp->ext[0].n > ROWS_MAX_EXT || lp->ext[0].n < 2)
         return false;
-    const KirStore *st = &lp->st[0];
-    return st->idx.buf >= 0 && loads_apart(st->e, &st->idx, lp->ext[0].n) && !kir_expr_has(st->e, KIR_E_VAL) &&
-           !kir_expr_has(st->e, KIR_E_DROPMASK);
+    int nred = 0;
+    for (int j = 0; j < lp->nst; j++) {
+        const KirStore *st = &lp->st[j];
+        if (st->idx.buf < 0 || kir_expr_has(st->e, KIR_E_VAL) || kir_expr_has(st->e, KIR_E_DROPMASK)) return false;
+        for (int q = 0; q < lp->nst; q++)
+            if (!loads_apart(st->e, &lp->st[q].idx, lp->ext[0].n)) return false;
+        const KirExpr *red[16];
+        nred += kir_collect_reductions(st->e, red, 0, 16); /* at most 16 a store, as everywhere */
+    }
+    return nred <= 16; /* the accumulators of all stores */
 }
 static void rows_outside_v(L *l, const KirLoop *lp, LLVMValueRef lo, LLVMValueRef hi) {
-    const KirStore *st = &lp->st[0];
     if (!lo) lo = ci64(l, 0), hi = ci64(l, lp->ext[0].n);
     l->nred = 0;
-    find_reds(l, st->e);
+    for (int j = 0; j < lp->nst; j++) find_reds(l, lp->st[j].e);
     int nred = l->nred;
     LLVMTypeRef arr = LLVMArrayType(l->f64, (unsigned)lp->ext[0].n);
     LLVMValueRef acc[16];
@@ -637,7 +644,10 @@ static void rows_outside_v(L *l, const KirLoop *lp, LLVMValueRef lo, LLVMValueRe
         LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, arr, acc[k], ix, 2, "");
         l->redv[k] = LLVMBuildFPTrunc(l->b, LLVMBuildLoad2(l->b, l->f64, p, ""), l->f32, "");
     }
-    store_at(l, st->idx.buf, index_v(l, &st->idx), expr_v(l, st->e));
+    for (int j = 0; j < lp->nst; j++) {
+        const KirStore *st = &lp->st[j];
+        store_at(l, st->idx.buf, index_v(l, &st->idx), expr_v(l, st->e));
+    }
     loop_close(l, &c);
 }
 
@@ -703,10 +713,10 @@ static void draw_ahead(L *l, const KirLoop *lp) {
 }
 
 /* Runs (runs.c). The kernel's innermost loop becomes a loop over the runs of its
- * gathers, each run's bases and values loaded from constant arrays, around a loop over
- * the run's elements, which gathers nothing and vectorises. Runs are short (20 at the
- * bench's widths): without the hint the vectoriser interleaves four vectors and a
- * run never reaches the vector loop. */
+ * gathers, each run's bases loaded from a constant array, around a loop over the run's
+ * elements, which gathers nothing and vectorises. Runs are short (20 to 200 at the
+ * bench's widths): without the hint the vectoriser interleaves four vectors and the
+ * shorter runs never reach the vector loop. */
 enum { RUNS_MIN_LEN = 8 };
 static LLVMValueRef runs_array(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, const char *what) {
     char name[48];
@@ -725,8 +735,6 @@ static void runs_open(L *l, const KirRuns *ru, Loop *outer, Loop *inner, const c
     LLVMValueRef starts = runs_array(l, l->i64, v, n + 1, "start");
     for (int i = 0; i < n * nt; i++) v[i] = ci32(l, ru->base[i]);
     LLVMValueRef bases = runs_array(l, l->i32, v, n * nt, "base");
-    for (int i = 0; i < n * nt; i++) v[i] = cf32(l, ru->val[i]);
-    LLVMValueRef vals = runs_array(l, l->f32, v, n * nt, "val");
     sup_free(v);
     l->nruns++;
     LLVMValueRef q = loop_open(l, outer, ci64(l, n), "run");

@@ -33,7 +33,8 @@ typedef struct B {
     L *l;
     int grads;            /* the KIR_BUF_GRAD buffer */
     int *dye, *dyo;       /* by forward node id: S^T dy of a folded map */
-    int *bst, *bsum;      /* by forward node id: batchnorm mu/inv/k/var, sums of dy and dy(x-mu) */
+    int *bst;             /* by forward node id: batchnorm mu/inv/k/var */
+    int *bsum, *bsumx;    /* by forward node id: batchnorm sums of dy and of dy (x - mu) */
     int *rdx, *rdinit;    /* by forward node id: a recurrence's input and initial-state gradients */
     bool *rdone;
     bool *has_pgrad, *want0; /* by forward node id: has a pgrad node; a grad wrt 0 */
@@ -394,10 +395,10 @@ static void bn_stats(B *b, const IrNode *f, int dy) {
     KirStep *s = loop1(b, arena_printf(l->a, "%s: statistics", nm), D(F));
     KirExpr *g = LD(l, withtab(PIX(l, fo.gamma, 0), fo.orb.orb, 0));
     if (l->train) {
-        int fs = l->bnst[f->id]; /* the forward's: m, mu, d, var, scale */
+        int fs = l->bnst[f->id]; /* the forward's */
         sup_assert(fs >= 0);
-        kir_store(K(b), s, IXv(st, BS_MU * F, 1, 0, 0, 0), LD(l, IXv(fs, F, 1, 0, 0, 0)));
-        kir_store(K(b), s, IXv(st, BS_VAR * F, 1, 0, 0, 0), LD(l, IXv(fs, 3L * F, 1, 0, 0, 0)));
+        kir_store(K(b), s, IXv(st, BS_MU * F, 1, 0, 0, 0), LD(l, IXv(fs, BN_MU * (long)F, 1, 0, 0, 0)));
+        kir_store(K(b), s, IXv(st, BS_VAR * F, 1, 0, 0, 0), LD(l, IXv(fs, BN_VAR * (long)F, 1, 0, 0, 0)));
     } else {
         Src mu = {PIX(l, fo.mean, 0)};
         kir_store(K(b), s, IXv(st, BS_MU * F, 1, 0, 0, 0), bt->de > 0 ? cg_synth_expr(l, bt, 0, &mu, 1, NULL, 0) : C(l, 0));
@@ -407,16 +408,18 @@ static void bn_stats(B *b, const IrNode *f, int dy) {
               DIV(l, C(l, 1), kir_un(K(b), KIR_E_SQRT, ADD(l, LD(l, IXv(st, BS_VAR * F, 1, 0, 0, 0)), C(l, fo.eps)))));
     kir_store(K(b), s, IXv(st, BS_K * F, 1, 0, 0, 0), MUL(l, g, LD(l, IXv(st, BS_INV * F, 1, 0, 0, 0))));
     int x = fval(b, f->in[0]);
-    int sums = temp(l, arena_printf(l->a, "%%%d batchnorm sums (backward)", f->id), 0, 2L * F);
-    b->bsum[f->id] = sums;
+    /* one kernel, one pass over the rows for both sums (the LLVM backend's rows
+     * outside); two buffers, so that each store's window of a channel stays one float
+     * wide and the kernel splits over the channels (kir_loop_parallel) */
+    int sums = temp(l, arena_printf(l->a, "%%%d batchnorm sum of dy (backward)", f->id), 0, F);
+    int sumx = temp(l, arena_printf(l->a, "%%%d batchnorm sum of dy (x - mu) (backward)", f->id), 0, F);
+    b->bsum[f->id] = sums, b->bsumx[f->id] = sumx;
     s = loop1(b, arena_printf(l->a, "%s: sums of dy and dy (x - mu)", nm), D(F));
     kir_loop_red(s, NB(T));
     KirIndex dyr = IXv(dy, 0, 1, 0, 0, 0), xr = IXv(x, 0, 1, 0, 0, 0);
     dyr.coef[KIR_RVAR] = F, xr.coef[KIR_RVAR] = F;
     kir_store(K(b), s, IXv(sums, 0, 1, 0, 0, 0), kir_un(K(b), KIR_E_SUM, LD(l, dyr)));
-    s = loop1(b, arena_printf(l->a, "%s: sum of dy (x - mu)", nm), D(F)); /* one reduction per kernel */
-    kir_loop_red(s, NB(T));
-    kir_store(K(b), s, IXv(sums, F, 1, 0, 0, 0),
+    kir_store(K(b), s, IXv(sumx, 0, 1, 0, 0, 0),
               kir_un(K(b), KIR_E_SUM, MUL(l, LD(l, dyr), SUB(l, LD(l, xr), LD(l, IXv(st, BS_MU * F, 1, 0, 0, 0))))));
 }
 
@@ -425,7 +428,7 @@ static void grad_bn_dx(B *b, const IrNode *f, int dy, int dx) {
     int F = f->shape.feat, T = frames(f);
     const char *nm = nname(l, f);
     bn_stats(b, f, dy);
-    int st = b->bst[f->id], sums = b->bsum[f->id];
+    int st = b->bst[f->id], sums = b->bsum[f->id], sumx = b->bsumx[f->id];
     KirExpr *e = MUL(l, LD(l, IXv(dy, 0, F, 1, 0, 0)), LD(l, IXv(st, BS_K * F, 0, 1, 0, 0)));
     if (l->train) {
         /* through the augmented-batch statistics, in the centred form
@@ -438,7 +441,7 @@ static void grad_bn_dx(B *b, const IrNode *f, int dy, int dx) {
         KirStep *s = loop1(b, arena_printf(l->a, "%s: d var and d mean", nm), D(F));
         KirExpr *inv = LD(l, IXv(st, BS_INV * F, 1, 0, 0, 0));
         KirExpr *g = LD(l, withtab(PIX(l, fo.gamma, 0), fo.orb.orb, 0));
-        KirExpr *dvar = MUL(l, MUL(l, LD(l, IXv(sums, F, 1, 0, 0, 0)), g),
+        KirExpr *dvar = MUL(l, MUL(l, LD(l, IXv(sumx, 0, 1, 0, 0, 0)), g),
                             MUL(l, C(l, -0.5), MUL(l, inv, MUL(l, inv, inv))));
         dvar = kir_select(K(b), kir_bin(K(b), KIR_E_GT, LD(l, IXv(st, BS_VAR * F, 1, 0, 0, 0)), C(l, 0)), dvar, C(l, 0));
         kir_store(K(b), s, IXv(w, 0, 1, 0, 0, 0), dvar);
@@ -463,7 +466,7 @@ static void pgrad_bn(B *b, const IrNode *f, int dy) {
     int F = f->shape.feat;
     const char *nm = nname(l, f);
     bn_stats(b, f, dy);
-    int st = b->bst[f->id], sums = b->bsum[f->id];
+    int st = b->bst[f->id], sums = b->bsum[f->id], sumx = b->bsumx[f->id];
     const IrParamEntry *eb = cg_need(l, f, "beta", 0, 0, 0);
     const BT *bt = cg_bt_of(l, eb->basis_out);
     Fold fo = cg_fold_of(l, f, bt);
@@ -483,7 +486,7 @@ static void pgrad_bn(B *b, const IrNode *f, int dy) {
     sup_free(first), sup_free(c2);
     if (no > 0) {
         KirStep *s = loop1(b, arena_printf(l->a, "%s: d gamma", nm), D(no));
-        KirExpr *e = ADD(l, LD(l, withtab(IX(sums, F), tf, 0)), MUL(l, TV(l, tc, 0), LD(l, withtab(IX(sums, F), ts, 0))));
+        KirExpr *e = ADD(l, LD(l, withtab(IX(sumx, 0), tf, 0)), MUL(l, TV(l, tc, 0), LD(l, withtab(IX(sumx, 0), ts, 0))));
         e = MUL(l, LD(l, withtab(IX(st, BS_INV * F), tf, 0)), e);
         kir_store(K(b), s, IXv(b->grads, goff(b, fo.gamma), 1, 0, 0, 0), e);
     }
@@ -990,14 +993,14 @@ bool cg_lower_backward(L *l) {
     for (int i = 0; i < k->nbufs; i++)
         if (k->bufs[i].kind == KIR_BUF_GRAD) b.grads = i;
     if (b.grads < 0) b.grads = kir_buf(k, "grads", KIR_BUF_GRAD, 0, l->m->params_size);
-    int *ints = sup_malloc(sizeof(int) * 6 * (size_t)(nn + 1));
+    int *ints = sup_malloc(sizeof(int) * 7 * (size_t)(nn + 1));
     bool *flags = sup_malloc(sizeof(bool) * 3 * (size_t)(nn + 1));
     b.dye = ints, b.dyo = ints + nn + 1, b.bst = b.dyo + nn + 1, b.bsum = b.bst + nn + 1;
-    b.rdx = b.bsum + nn + 1, b.rdinit = b.rdx + nn + 1;
+    b.bsumx = b.bsum + nn + 1, b.rdx = b.bsumx + nn + 1, b.rdinit = b.rdx + nn + 1;
     b.rdone = flags, b.has_pgrad = flags + nn + 1, b.want0 = b.has_pgrad + nn + 1;
     for (int i = 0; i <= nn; i++) {
         b.dye[i] = b.dyo[i] = -2;
-        b.bst[i] = b.bsum[i] = b.rdx[i] = b.rdinit[i] = -1;
+        b.bst[i] = b.bsum[i] = b.bsumx[i] = b.rdx[i] = b.rdinit[i] = -1;
         b.rdone[i] = b.has_pgrad[i] = b.want0[i] = false;
     }
     ir_foreach(p, n) {
