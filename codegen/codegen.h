@@ -327,16 +327,16 @@ int cg_fuse(KirProgram *k);
 enum { KIR_RUNS_MAX_TAB = 8 };
 typedef struct KirRuns {
     int var;                     /* the innermost variable */
-    int ntab;                    /* tables gathered at var */
+    int ntab;                    /* index (int) tables gathered at var */
     int tab[KIR_RUNS_MAX_TAB];
     int n;                       /* runs */
     long *start;                 /* [n + 1], start[n] = ext */
-    int *base;                   /* [n * ntab]: int table j in run q: t[i] = base[q * ntab + j] + i */
-    float *val;                  /* [n * ntab]: float table j's value in run q */
+    int *base;                   /* [n * ntab]: table j in run q: t[i] = base[q * ntab + j] + i */
 } KirRuns;
 /* The runs of l (arena-owned); false when it gathers nothing at its innermost
  * variable, gathers at more than KIR_RUNS_MAX_TAB tables there, that variable's extent
- * is batch-scaled or the runs are shorter than min_len on average. */
+ * is batch-scaled or the runs are shorter than min_len on average. Float tables read at
+ * the variable (coefficients) are contiguous already and do not cut the runs. */
 bool kir_loop_runs(const KirProgram *k, const KirLoop *l, long min_len, KirRuns *r);
 
 /* ---- plan.c: the static memory plan ----------------------------------------------- */

@@ -334,10 +334,9 @@ static LLVMValueRef tab_global(L *l, int t) {
 /* table t at variable var: an int32 (sign-extended to i64) or a float */
 static LLVMValueRef tab_at(L *l, int t, int var) {
     const KirTab *x = &l->k->tabs[t];
-    if (l->runs && var == l->runs->var) /* inside a run: base + i, or the run's value */
+    if (l->runs && var == l->runs->var) /* inside a run, an index table is base + i */
         for (int j = 0; j < l->runs->ntab; j++)
-            if (l->runs->tab[j] == t)
-                return x->is_float ? l->run_v[j] : LLVMBuildNSWAdd(l->b, l->run_v[j], l->var[var], "");
+            if (l->runs->tab[j] == t) return LLVMBuildNSWAdd(l->b, l->run_v[j], l->var[var], "");
     LLVMValueRef g = tab_global(l, t);
     LLVMValueRef ix[2] = {ci64(l, 0), l->var[var]};
     LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(x->is_float ? l->f32 : l->i32, (unsigned)(x->n > 0 ? x->n : 1)),
@@ -743,8 +742,7 @@ static void runs_open(L *l, const KirRuns *ru, Loop *outer, Loop *inner, const c
     LLVMValueRef at = LLVMBuildNSWMul(l->b, q, ci64(l, nt), "");
     for (int j = 0; j < nt; j++) {
         LLVMValueRef i = LLVMBuildNSWAdd(l->b, at, ci64(l, j), "");
-        l->run_v[j] = l->k->tabs[ru->tab[j]].is_float ? runs_at(l, vals, l->f32, n * nt, i)
-                                                      : LLVMBuildSExt(l->b, runs_at(l, bases, l->i32, n * nt, i), l->i64, "");
+        l->run_v[j] = LLVMBuildSExt(l->b, runs_at(l, bases, l->i32, n * nt, i), l->i64, "");
     }
     l->runs = ru;
     l->var[ru->var] = loop_open_from(l, inner, lo, hi, name);
