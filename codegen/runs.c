@@ -4,7 +4,7 @@
  * transposes, batchnorm's per-channel parameters) read channels through index
  * tables, x[row + t0[c]] * t2[c]. Element by element that is a gather, which no CPU
  * vectoriser widens well. But the tables come from the chirality layout: along the
- * channel, an index table steps by one for whole runs (40 to 200 channels at the
+ * channel, an index table steps by one for whole runs (20 to 200 channels at the
  * bench's widths). Within such a run the gather is a contiguous load, so a backend can
  * loop over the runs and, inside, over a plain affine loop it vectorises. A coefficient
  * table (t2[c]) is read at the channel itself, a contiguous load already: it does not
