@@ -714,9 +714,14 @@ static void draw_ahead(L *l, const KirLoop *lp) {
 /* Runs (runs.c). The kernel's innermost loop becomes a loop over the runs of its
  * gathers, each run's bases loaded from a constant array, around a loop over the run's
  * elements, which gathers nothing and vectorises. Runs are short (20 to 200 at the
- * bench's widths): without the hint the vectoriser interleaves four vectors and the
- * shorter runs never reach the vector loop. */
-enum { RUNS_MIN_LEN = 8 };
+ * bench's widths) and their lengths multiples of 20, so 4 more than a multiple of 8:
+ * in the 8-lane loop alone every run would end in 4 scalar elements, a tenth of the
+ * elements of a run of 20 and, with tanh or a recomputed batchnorm in the body, a
+ * third of the kernel's time. So each run is two loops over the same body: its
+ * multiple of RUN_LANES elements, 8 lanes wide, then the rest, 4 lanes wide. Neither
+ * interleaves (unrolled four times, the shorter runs would never reach the vector
+ * loop). */
+enum { RUNS_MIN_LEN = 8, RUN_LANES = 8, RUN_TAIL_LANES = 4 };
 static LLVMValueRef runs_array(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, const char *what) {
     char name[48];
     snprintf(name, sizeof name, "runs%d.%s", l->nruns, what);
@@ -727,38 +732,42 @@ static LLVMValueRef runs_at(L *l, LLVMValueRef g, LLVMTypeRef ty, int n, LLVMVal
     LLVMValueRef ix[2] = {ci64(l, 0), i};
     return LLVMBuildLoad2(l->b, ty, LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(ty, (unsigned)n), g, ix, 2, ""), "");
 }
-static void runs_open(L *l, const KirRuns *ru, Loop *outer, Loop *inner, const char *name) {
+/* Opens the loop over the runs; bounds[0..2] become the run's start, the end of its
+ * whole vectors and its end. */
+static void runs_open(L *l, const KirRuns *ru, Loop *outer, LLVMValueRef bounds[3]) {
     int n = ru->n, nt = ru->ntab;
     LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)(n * nt + n + 1));
     for (int q = 0; q <= n; q++) v[q] = ci64(l, ru->start[q]);
     LLVMValueRef starts = runs_array(l, l->i64, v, n + 1, "start");
+    for (int q = 0; q < n; q++) v[q] = ci64(l, ru->start[q] + (ru->start[q + 1] - ru->start[q]) / RUN_LANES * RUN_LANES);
+    LLVMValueRef mids = runs_array(l, l->i64, v, n, "mid");
     for (int i = 0; i < n * nt; i++) v[i] = ci32(l, ru->base[i]);
     LLVMValueRef bases = runs_array(l, l->i32, v, n * nt, "base");
     sup_free(v);
     l->nruns++;
     LLVMValueRef q = loop_open(l, outer, ci64(l, n), "run");
-    LLVMValueRef lo = runs_at(l, starts, l->i64, n + 1, q);
-    LLVMValueRef hi = runs_at(l, starts, l->i64, n + 1, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
+    bounds[0] = runs_at(l, starts, l->i64, n + 1, q);
+    bounds[1] = runs_at(l, mids, l->i64, n, q);
+    bounds[2] = runs_at(l, starts, l->i64, n + 1, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
     LLVMValueRef at = LLVMBuildNSWMul(l->b, q, ci64(l, nt), "");
     for (int j = 0; j < nt; j++) {
         LLVMValueRef i = LLVMBuildNSWAdd(l->b, at, ci64(l, j), "");
         l->run_v[j] = LLVMBuildSExt(l->b, runs_at(l, bases, l->i32, n * nt, i), l->i64, "");
     }
     l->runs = ru;
-    l->var[ru->var] = loop_open_from(l, inner, lo, hi, name);
 }
-/* llvm.loop.interleave.count 1: a distinct, self-referencing loop ID */
-static LLVMValueRef no_interleave_md(L *l) {
-    static const char key[] = "llvm.loop.interleave.count";
-    LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(l->cx, key, sizeof key - 1), LLVMValueAsMetadata(ci32(l, 1))};
+/* A distinct, self-referencing loop ID: vectorise lanes wide, interleave once. */
+static LLVMValueRef lanes_md(L *l, int lanes) {
+    static const char width[] = "llvm.loop.vectorize.width", count[] = "llvm.loop.interleave.count";
+    LLVMMetadataRef w[2] = {LLVMMDStringInContext2(l->cx, width, sizeof width - 1), LLVMValueAsMetadata(ci32(l, lanes))};
+    LLVMMetadataRef c[2] = {LLVMMDStringInContext2(l->cx, count, sizeof count - 1), LLVMValueAsMetadata(ci32(l, 1))};
     LLVMMetadataRef self = LLVMTemporaryMDNode(l->cx, NULL, 0);
-    LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(l->cx, kv, 2)};
-    LLVMMetadataRef id = LLVMMDNodeInContext2(l->cx, ops, 2);
+    LLVMMetadataRef ops[3] = {self, LLVMMDNodeInContext2(l->cx, w, 2), LLVMMDNodeInContext2(l->cx, c, 2)};
+    LLVMMetadataRef id = LLVMMDNodeInContext2(l->cx, ops, 3);
     LLVMMetadataReplaceAllUsesWith(self, id);
     return LLVMMetadataAsValue(l->cx, id);
 }
-static void runs_close(L *l, Loop *outer, Loop *inner) {
-    loop_close_md(l, inner, no_interleave_md(l));
+static void runs_close(L *l, Loop *outer) {
     loop_close(l, outer);
     l->runs = NULL;
 }
@@ -771,6 +780,35 @@ static void runs_close(L *l, Loop *outer, Loop *inner) {
 static bool flat_split(const KirProgram *k, const KirLoop *lp) {
     return lp->ndims >= 3 && lp->ext[0].batch && lp->ext[0].n == 1 && !lp->ext[1].batch && lp->ext[1].n >= 2 &&
            !lp->has_red && kir_loop_points_independent(k, lp);
+}
+
+/* The body of a loop kernel, inside its loops: every store in turn. */
+static void stores_v(L *l, const KirLoop *lp) {
+    for (int j = 0; j < lp->nst; j++) {
+        const KirStore *st = &lp->st[j];
+        l->nred = 0;
+        find_reds(l, st->e);
+        int nred = l->nred;
+        for (int r = 0; r < nred; r++) {
+            const KirExpr *x = l->red[r];
+            bool sum = x->op == KIR_E_SUM;
+            LLVMValueRef acc = alloca_of(l, l->f64, "red");
+            LLVMBuildStore(l->b, LLVMConstReal(l->f64, sum ? 0.0 : -INFINITY), acc);
+            Loop rl;
+            l->var[KIR_RVAR] = loop_open(l, &rl, dim_v(l, lp->red), "r");
+            l->nred = 0; /* the body holds no reductions */
+            LLVMValueRef v = LLVMBuildFPExt(l->b, expr_v(l, x->a[0]), l->f64, "");
+            LLVMValueRef old = LLVMBuildLoad2(l->b, l->f64, acc, "");
+            LLVMValueRef args[2] = {old, v};
+            LLVMBuildStore(l->b, sum ? LLVMBuildFAdd(l->b, old, v, "") : call_intr(l, "llvm.maxnum", l->f64, args, 2), acc);
+            loop_close(l, &rl);
+            l->nred = nred;
+            l->redv[r] = LLVMBuildFPTrunc(l->b, LLVMBuildLoad2(l->b, l->f64, acc, ""), l->f32, "");
+        }
+        LLVMValueRef v = expr_v(l, st->e);
+        l->vals[j] = v;
+        if (st->idx.buf >= 0) store_at(l, st->idx.buf, index_v(l, &st->idx), v); /* else a let */
+    }
 }
 
 /* A loop kernel; with lo and hi (an outlined body), i0 runs over [lo, hi), or, where
@@ -807,40 +845,25 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
         } else if (flat && d == 1) {
             continue;
         } else if (runs && d == ru.var) {
-            runs_open(l, &ru, &runl, &lo[d], names[d]);
+            continue; /* below */
         } else {
             l->var[d] = d == 0 && i0_lo ? loop_open_from(l, &lo[d], i0_lo, i0_hi, names[d])
                                         : loop_open(l, &lo[d], dim_v(l, lp->ext[d]), names[d]);
         }
     }
-    for (int j = 0; j < lp->nst; j++) {
-        const KirStore *st = &lp->st[j];
-        l->nred = 0;
-        find_reds(l, st->e);
-        int nred = l->nred;
-        for (int r = 0; r < nred; r++) {
-            const KirExpr *x = l->red[r];
-            bool sum = x->op == KIR_E_SUM;
-            LLVMValueRef acc = alloca_of(l, l->f64, "red");
-            LLVMBuildStore(l->b, LLVMConstReal(l->f64, sum ? 0.0 : -INFINITY), acc);
-            Loop rl;
-            l->var[KIR_RVAR] = loop_open(l, &rl, dim_v(l, lp->red), "r");
-            l->nred = 0; /* the body holds no reductions */
-            LLVMValueRef v = LLVMBuildFPExt(l->b, expr_v(l, x->a[0]), l->f64, "");
-            LLVMValueRef old = LLVMBuildLoad2(l->b, l->f64, acc, "");
-            LLVMValueRef args[2] = {old, v};
-            LLVMBuildStore(l->b, sum ? LLVMBuildFAdd(l->b, old, v, "") : call_intr(l, "llvm.maxnum", l->f64, args, 2), acc);
-            loop_close(l, &rl);
-            l->nred = nred;
-            l->redv[r] = LLVMBuildFPTrunc(l->b, LLVMBuildLoad2(l->b, l->f64, acc, ""), l->f32, "");
+    if (runs) {
+        Loop part;
+        LLVMValueRef at[3];
+        runs_open(l, &ru, &runl, at);
+        for (int h = 0; h < 2; h++) {
+            l->var[ru.var] = loop_open_from(l, &part, at[h], at[h + 1], names[ru.var]);
+            stores_v(l, lp);
+            loop_close_md(l, &part, lanes_md(l, h == 0 ? RUN_LANES : RUN_TAIL_LANES));
         }
-        LLVMValueRef v = expr_v(l, st->e);
-        vals[j] = v;
-        if (st->idx.buf >= 0) store_at(l, st->idx.buf, index_v(l, &st->idx), v); /* else a let */
-    }
+    } else stores_v(l, lp);
     for (int d = lp->ndims - 1; d >= 0; d--) {
         if (flat && d == 1) continue;
-        if (runs && d == ru.var) runs_close(l, &runl, &lo[d]);
+        if (runs && d == ru.var) runs_close(l, &runl);
         else loop_close(l, &lo[d]);
     }
     scopes_close(l);
