@@ -714,13 +714,13 @@ static void draw_ahead(L *l, const KirLoop *lp) {
 /* Runs (runs.c). The kernel's innermost loop becomes a loop over the runs of its
  * gathers, each run's bases loaded from a constant array, around a loop over the run's
  * elements, which gathers nothing and vectorises. Runs are short (20 to 200 at the
- * bench's widths) and their lengths multiples of 20, so 4 more than a multiple of 8:
- * in the 8-lane loop alone every run would end in 4 scalar elements, a tenth of the
- * elements of a run of 20 and, with tanh or a recomputed batchnorm in the body, a
- * third of the kernel's time. So each run is two loops over the same body: its
- * multiple of RUN_LANES elements, 8 lanes wide, then the rest, 4 lanes wide. Neither
- * interleaves (unrolled four times, the shorter runs would never reach the vector
- * loop). */
+ * bench's widths) and their lengths multiples of 20: an odd multiple is 4 more than a
+ * multiple of 8, and in one 8-lane loop such a run ends in 4 scalar elements (a fifth
+ * of a run of 20; with tanh in the body, 7.6 % of the first block's backward Q^T
+ * kernel's samples were scalar instructions). So each run is two loops over the same
+ * body: its multiple of RUN_LANES elements, 8 lanes wide, then the rest, 4 lanes wide.
+ * Neither interleaves (unrolled four times, the shorter runs would never reach the
+ * vector loop). */
 enum { RUNS_MIN_LEN = 8, RUN_LANES = 8, RUN_TAIL_LANES = 4 };
 static LLVMValueRef runs_array(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, const char *what) {
     char name[48];
