@@ -262,6 +262,149 @@ static int fuse_fn(F *f, KirFunc *fn) {
     return merges;
 }
 
+/* ---- gathered producers: a cheap kernel recomputed where it is gathered -------------------- */
+
+/* A producer whose readers gather it (S^T dy reads the batchnorm's dx at t0[i1] and at
+ * t1[i1]) cannot merge with them: they read it at other points. When its expression
+ * is cheap (no transcendental, no mask, a few operations: dx = dy * scale), each reader
+ * computes it at the point it gathers instead, from the producer's operands gathered
+ * through the same table: the producer's pass (a write and a read of its result) is
+ * gone. The arithmetic is the producer's, operation for operation, in float32 (no
+ * contraction), so the results are bit-identical. */
+enum { CHEAP_OPS = 12 };
+
+static bool cheap(const KirExpr *e, int *ops) {
+    if (++*ops > CHEAP_OPS) return false;
+    switch (e->op) {
+    case KIR_E_LOAD:
+        return e->idx.buf >= 0 && !e->idx.guard && e->idx.ntab == 0 && e->idx.coef[KIR_RVAR] == 0;
+    case KIR_E_CONST: case KIR_E_BATCH: return true;
+    case KIR_E_NEG: case KIR_E_ADD: case KIR_E_SUB: case KIR_E_MUL:
+        for (int i = 0; i < kir_eop_arity[e->op]; i++)
+            if (!cheap(e->a[i], ops)) return false;
+        return true;
+    default: return false;
+    }
+}
+
+/* The store of p when p is a gatherable producer: one store, row-major over p's space
+ * (element i_0 .. i_last at sum_d i_d stride_d), of a cheap expression. */
+static const KirStore *gatherable(const KirProgram *k, const KirStep *p) {
+    if (!fusable(p) || p->l.nst != 1 || p->l.ndims < 2) return NULL;
+    const KirLoop *l = &p->l;
+    const KirStore *st = &l->st[0];
+    const KirIndex *x = &st->idx;
+    if (x->buf < 0 || k->bufs[x->buf].kind != KIR_BUF_TEMP || x->guard || x->ntab) return NULL;
+    long stride = 1;
+    for (int d = l->ndims - 1; d >= 0; d--) {
+        if (x->coef[d] != stride || (d > 0 && l->ext[d].batch)) return NULL;
+        stride *= l->ext[d].n;
+    }
+    int ops = 0;
+    return cheap(st->e, &ops) ? st : NULL;
+}
+
+/* Whether load x of p's result in consumer c gathers it: c has p's extents but the
+ * last, and x is p's store index with the last variable read through a table. */
+static bool gathers(const KirLoop *p, const KirIndex *s, const KirLoop *c, const KirIndex *x) {
+    int last = p->ndims - 1;
+    if (c->ndims != p->ndims || c->has_red || x->guard || x->off != s->off || x->coef[last] != 0 || x->ntab != 1 ||
+        x->tab[0].var != last || x->tab[0].coef != 1 || x->coef[KIR_RVAR] != 0)
+        return false;
+    for (int d = 0; d < last; d++)
+        if (c->ext[d].n != p->ext[d].n || c->ext[d].batch != p->ext[d].batch || x->coef[d] != s->coef[d]) return false;
+    return true;
+}
+
+/* Every read of buffer b in e gathers it (counted in *n); false at one that does not. */
+static bool reads_gather(const KirExpr *e, int b, const KirLoop *p, const KirIndex *s, const KirLoop *c, int *n) {
+    if (e->op == KIR_E_LOAD && e->idx.buf == b) {
+        if (!gathers(p, s, c, &e->idx)) return false;
+        ++*n;
+    }
+    for (int i = 0; i < kir_eop_arity[e->op]; i++)
+        if (!reads_gather(e->a[i], b, p, s, c, n)) return false;
+    return true;
+}
+
+/* A copy of the producer's expression e at the point gathered through table t. */
+static KirExpr *at_gathered(KirProgram *k, const KirExpr *e, int last, int t) {
+    KirExpr *n = arena_alloc(k->arena, sizeof *n);
+    *n = *e;
+    if (e->op == KIR_E_LOAD && e->idx.coef[last] != 0) {
+        n->idx.tab[n->idx.ntab++] = (KirTerm){t, last, e->idx.coef[last]};
+        n->idx.coef[last] = 0;
+    }
+    for (int i = 0; i < kir_eop_arity[e->op]; i++) n->a[i] = at_gathered(k, e->a[i], last, t);
+    return n;
+}
+/* e with every load of the producer's result b replaced by its expression there. */
+static KirExpr *inline_gathers(KirProgram *k, const KirExpr *e, int b, const KirExpr *pe, int last) {
+    if (e->op == KIR_E_LOAD && e->idx.buf == b) return at_gathered(k, pe, last, e->idx.tab[0].tab);
+    KirExpr *n = arena_alloc(k->arena, sizeof *n);
+    *n = *e;
+    for (int i = 0; i < kir_eop_arity[e->op]; i++) n->a[i] = inline_gathers(k, e->a[i], b, pe, last);
+    return n;
+}
+
+/* Reads of buffer b by the steps of every function. */
+static void count_reads(const KirExpr *e, int *reads);
+static int reads_of(const KirProgram *k, int b, int *reads) {
+    memset(reads, 0, sizeof(int) * (size_t)(k->nbufs + 1));
+    for (int fi = 0; fi < KIR_NUM_FNS; fi++)
+        for (int i = 0; i < k->fn[fi].nsteps; i++) {
+            const KirStep *s = &k->fn[fi].steps[i];
+            if (s->kind == KIR_STEP_GEMM) {
+                reads[s->g.a.buf]++, reads[s->g.b.buf]++, reads[s->g.c.buf]++;
+                continue;
+            }
+            for (int j = 0; j < s->l.nst; j++) count_reads(s->l.st[j].e, reads);
+        }
+    return reads[b];
+}
+
+static int inline_fn(F *f, KirFunc *fn, int *reads) {
+    int done = 0;
+    unsigned char *ap = sup_malloc((size_t)f->nb + 1), *am = sup_malloc((size_t)f->nb + 1);
+    for (int i = 0; i < fn->nsteps; i++) {
+        const KirStore *st = gatherable(f->k, &fn->steps[i]);
+        if (!st) continue;
+        const KirLoop *p = &fn->steps[i].l;
+        int b = st->idx.buf, last = p->ndims - 1, total = reads_of(f->k, b, reads), seen = 0;
+        acc_step(f, &fn->steps[i], ap);
+        /* every reader, up to the last, gathers it, and nothing between writes what the
+         * producer reads or its result */
+        bool ok = total > 0;
+        for (int j = i + 1; ok && j < fn->nsteps && seen < total; j++) {
+            const KirStep *c = &fn->steps[j];
+            acc_step(f, c, am);
+            for (int q = 0; q < f->nb && ok; q++) ok = !((am[q] & ACC_WRITE) && ((ap[q] & ACC_READ) || q == b));
+            if (!ok || !am[b]) continue;
+            ok = fusable(c);
+            for (int s = 0; ok && s < c->l.nst; s++) ok = reads_gather(c->l.st[s].e, b, p, &st->idx, &c->l, &seen);
+        }
+        if (!ok || seen != total) continue;
+        for (int j = i + 1, n = 0; n < total; j++) {
+            KirStep *c = &fn->steps[j];
+            int before = n;
+            for (int s = 0; s < c->l.nst; s++) reads_gather(c->l.st[s].e, b, p, &st->idx, &c->l, &n);
+            if (n == before) continue;
+            KirStore *cs = arena_new_array(f->k->arena, KirStore, c->l.nst + 1);
+            for (int s = 0; s < c->l.nst; s++) {
+                cs[s] = c->l.st[s];
+                cs[s].e = inline_gathers(f->k, cs[s].e, b, st->e, last);
+            }
+            c->l.st = cs;
+            c->label = arena_printf(f->k->arena, "%s, at %s", c->label, fn->steps[i].label);
+        }
+        remove_step(fn, i);
+        i--;
+        done++;
+    }
+    sup_free(ap), sup_free(am);
+    return done;
+}
+
 /* ---- lets: stores nobody reads ------------------------------------------------------------ */
 
 static void count_reads(const KirExpr *e, int *reads) {
@@ -307,6 +450,9 @@ int cg_fuse(KirProgram *k) {
     int merges = 0;
     /* the functions of a batch; prepare and densify run once */
     static const KirFn fns[] = {KIR_FN_INFER, KIR_FN_TRAIN, KIR_FN_BWD_INFER, KIR_FN_BWD_TRAIN};
+    int *reads = sup_malloc(sizeof(int) * (size_t)(k->nbufs + 1));
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) merges += inline_fn(&f, &k->fn[fns[i]], reads);
+    sup_free(reads);
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) merges += fuse_fn(&f, &k->fn[fns[i]]);
     make_lets(&f);
     return merges;

@@ -48,6 +48,16 @@ static void fill_gaps(int *idx, int n, int lim) {
     }
 }
 
+/* Component c (even or odd) of x is x[f1] + s x[f2]; a centre's has no second term
+ * (f2 = f1, s = 0: returns false). */
+static bool analyse_terms(const IrBasis *b, bool even, int c, int *f1, int *f2, float *s) {
+    const int *f = even ? b->ef : b->of, *g = even ? b->eg : b->og;
+    *f1 = f[c];
+    *f2 = g[c] < 0 ? f[c] : g[c];
+    *s = g[c] < 0 ? 0.0f : even ? (float)b->es[c] : -(float)b->os[c];
+    return g[c] >= 0;
+}
+
 const BT *cg_bt_of(L *l, const IrBasis *b) {
     for (int i = 0; i < l->nbts; i++)
         if (l->bts[i]->b == b) return l->bts[i];
@@ -59,19 +69,9 @@ const BT *cg_bt_of(L *l, const IrBasis *b) {
     float *f2 = fv + mx, *f3 = f2 + mx, *f4 = f3 + mx;
     BT *t = arena_alloc(l->a, sizeof *t);
     *t = (BT){.b = b, .n = n, .de = de, .dod = dod};
-    for (int c = 0; c < de; c++) {
-        iv[c] = b->ef[c];
-        i2[c] = b->eg[c] < 0 ? b->ef[c] : b->eg[c];
-        fv[c] = b->eg[c] < 0 ? 0.0f : (float)b->es[c];
-        t->pairs_e |= b->eg[c] >= 0;
-    }
+    for (int c = 0; c < de; c++) t->pairs_e |= analyse_terms(b, true, c, &iv[c], &i2[c], &fv[c]);
     t->ef = kir_tab_int(k, iv, de), t->eg = kir_tab_int(k, i2, de), t->es = kir_tab_float(k, fv, de);
-    for (int c = 0; c < dod; c++) {
-        iv[c] = b->of[c];
-        i2[c] = b->og[c] < 0 ? b->of[c] : b->og[c];
-        fv[c] = b->og[c] < 0 ? 0.0f : -(float)b->os[c];
-        t->pairs_o |= b->og[c] >= 0;
-    }
+    for (int c = 0; c < dod; c++) t->pairs_o |= analyse_terms(b, false, c, &iv[c], &i2[c], &fv[c]);
     t->of = kir_tab_int(k, iv, dod), t->og = kir_tab_int(k, i2, dod), t->os = kir_tab_float(k, fv, dod);
     /* synthesis and the dense builder's coefficients, feature by feature */
     for (int i = 0; i < 4 * mx; i++) iv[i] = -1;
@@ -154,6 +154,39 @@ KirExpr *cg_analyse_expr(L *l, const BT *t, bool even, KirIndex row, int cvar) {
     if (!(even ? t->pairs_e : t->pairs_o)) return e;
     KirExpr *g = LD(l, withtab(row, even ? t->eg : t->og, cvar));
     return ADD(l, e, MUL(l, TV(l, even ? t->es : t->os, cvar), g));
+}
+
+/* The parts side by side, so that one kernel reads x once for both: the even and odd
+ * analyses were two kernels that each read all of x (at batch 1024 the first block's
+ * input is 85 M floats). */
+CgEoTabs cg_eo_tabs(L *l, const BT *t, const bool parts[2], int k, long step, bool adjoint) {
+    const IrBasis *b = t->b;
+    CgEoTabs o = {.sh = -1};
+    int cap = k * (t->de + t->dod) + 1;
+    int *f1 = sup_malloc(sizeof(int) * 2 * (size_t)cap), *f2 = f1 + cap;
+    float *sv = sup_malloc(sizeof(float) * 2 * (size_t)cap), *sh = sv + cap;
+    for (int p = 0; p < 2; p++) {
+        o.off[p] = o.n;
+        int w = p ? t->dod : t->de;
+        if (!parts[p]) continue;
+        for (int tap = 0; tap < k; tap++)
+            for (int c = 0; c < w; c++, o.n++) {
+                o.pairs |= analyse_terms(b, p == 0, c, &f1[o.n], &f2[o.n], &sv[o.n]);
+                f1[o.n] += (int)(tap * step), f2[o.n] += (int)(tap * step);
+                sh[o.n] = (p ? b->og[c] : b->eg[c]) < 0 ? 1.0f : 0.5f;
+            }
+    }
+    o.f1 = kir_tab_int(l->k, f1, o.n), o.f2 = kir_tab_int(l->k, f2, o.n), o.s = kir_tab_float(l->k, sv, o.n);
+    if (adjoint) o.sh = kir_tab_float(l->k, sh, o.n);
+    sup_free(f1);
+    sup_free(sv);
+    return o;
+}
+
+KirExpr *cg_eo_expr(L *l, const CgEoTabs *t, KirIndex row, int cvar) {
+    KirExpr *e = LD(l, withtab(row, t->f1, cvar));
+    if (t->pairs) e = ADD(l, e, MUL(l, TV(l, t->s, cvar), LD(l, withtab(row, t->f2, cvar))));
+    return t->sh >= 0 ? MUL(l, TV(l, t->sh, cvar), e) : e;
 }
 
 /* Feature fvar of a map's output from its even and odd sources: ca*E + cb*O. */
@@ -277,6 +310,48 @@ static int im2col(L *l, const IrNode *n, int xbuf, int Ti, int To, int Fin, cons
     return col;
 }
 
+/* A folded map's even and odd input columns (the parts `need` asks for): one kernel that
+ * gathers both side by side, taps included, where no tap reads outside x; with
+ * padding, whose frame guards are per tap, an im2col kernel per part. */
+static CgCols analysed_input(L *l, const IrNode *n, int xbuf, int Ti, int To, int Fin, const BT *bi,
+                             const bool need[2], bool direct) {
+    CgCols c = {{-1, -1}, {0, 0}, {0, 0}};
+    if (!need[0] && !need[1]) return c;
+    bool conv = n->op == IR_CONV1D;
+    int k = conv ? n->a.kernel : 1, d = conv && n->a.dilation > 0 ? n->a.dilation : 1;
+    int s = conv && n->a.stride > 0 ? n->a.stride : 1;
+    if (!direct && n->a.padding > 0) {
+        for (int p = 0; p < 2; p++) {
+            long w = p ? bi->dod : bi->de;
+            if (!need[p]) continue;
+            c.buf[p] = im2col(l, n, xbuf, Ti, To, Fin, bi, p, w);
+            c.ld[p] = k * w;
+        }
+        return c;
+    }
+    CgEoTabs t = cg_eo_tabs(l, bi, need, k, (long)d * Fin, false);
+    const char *what = need[0] && need[1] ? "even, odd" : need[0] ? "even" : "odd";
+    int buf = temp(l, arena_printf(l->a, "%%%d x %s", n->id, what), (long)To * t.n, 0);
+    KirStep *st;
+    KirIndex row;
+    int cvar;
+    if (direct) {
+        KirDim ext[2] = {NB(To), D(t.n)};
+        st = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse (%s)", nname(l, n), what), 2, ext);
+        row = IXv(xbuf, 0, Fin, 0, 0, 0), cvar = 1;
+    } else {
+        /* x[b][t s + tap d][.], the tap's d Fin in the tables */
+        KirDim ext[3] = {NB(1), D(To), D(t.n)};
+        st = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: im2col (%s)", nname(l, n), what), 3, ext);
+        row = IXv(xbuf, 0, (long)Ti * Fin, (long)s * Fin, 0, 0), cvar = 2;
+    }
+    kir_store(l->k, st, direct ? IXv(buf, 0, t.n, 1, 0, 0) : IXv(buf, 0, (long)To * t.n, t.n, 1, 0),
+              cg_eo_expr(l, &t, row, cvar));
+    for (int p = 0; p < 2; p++)
+        if (need[p]) c.buf[p] = buf, c.off[p] = t.off[p], c.ld[p] = t.n;
+    return c;
+}
+
 /* The next node consumes only n and is a batchnorm over the same basis: fold it (inference). */
 static const IrNode *foldable_bn(L *l, const IrNode *n, const BT *bo) {
     if (l->train) return NULL;
@@ -340,8 +415,8 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
             }
         }
         int src = direct ? xbuf : im2col(l, n, xbuf, Ti, To, Fin, bi, 2, Fin);
-        l->xe[n->id] = src;
         long lda = direct ? Fin : (long)k * Fin;
+        l->xc[n->id] = (CgCols){{src, -1}, {0, 0}, {lda, 0}};
         if (Fin > 0)
             for (int t = 0; t < k; t++) {
                 KirGemm g = gemm_abt(NB(To), Fo, Fin, src, (long)t * Fin, lda, wbuf, woff + (long)t * Fo * Fin,
@@ -360,26 +435,10 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
 
     /* folded: butterfly (+ im2col), two GEMMs, synthesis + bias */
     int de = bi->de, dod = bi->dod, oe = bo->de, oo = bo->dod;
-    int xe = -1, xo = -1;
-    if (direct) {
-        KirDim ext[2] = {NB(To), D(0)};
-        if (de > 0 && oe > 0) {
-            xe = temp(l, arena_printf(l->a, "%%%d x even", n->id), (long)To * de, 0);
-            ext[1] = D(de);
-            KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse (even)", nm), 2, ext);
-            kir_store(l->k, s, IXv(xe, 0, de, 1, 0, 0), cg_analyse_expr(l, bi, true, IXv(xbuf, 0, Fin, 0, 0, 0), 1));
-        }
-        if (dod > 0 && oo > 0) {
-            xo = temp(l, arena_printf(l->a, "%%%d x odd", n->id), (long)To * dod, 0);
-            ext[1] = D(dod);
-            KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: analyse (odd)", nm), 2, ext);
-            kir_store(l->k, s, IXv(xo, 0, dod, 1, 0, 0), cg_analyse_expr(l, bi, false, IXv(xbuf, 0, Fin, 0, 0, 0), 1));
-        }
-    } else {
-        if (de > 0 && oe > 0) xe = im2col(l, n, xbuf, Ti, To, Fin, bi, 0, de);
-        if (dod > 0 && oo > 0) xo = im2col(l, n, xbuf, Ti, To, Fin, bi, 1, dod);
-    }
-    l->xe[n->id] = xe, l->xo[n->id] = xo;
+    bool need[2] = {de > 0 && oe > 0, dod > 0 && oo > 0};
+    CgCols xc = analysed_input(l, n, xbuf, Ti, To, Fin, bi, need, direct);
+    l->xc[n->id] = xc;
+    int xe = xc.buf[0], xo = xc.buf[1];
     int ye = xe >= 0 ? temp(l, arena_printf(l->a, "%%%d y even", n->id), (long)To * oe, 0) : -1;
     int yo = xo >= 0 ? temp(l, arena_printf(l->a, "%%%d y odd", n->id), (long)To * oo, 0) : -1;
     int bbuf = -1;
@@ -390,7 +449,7 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
          * GEMMs of depth de that each read and write all of y. The backward's dx
          * uses the copy too (l->wsb). */
         for (int part = 0; part < 2; part++) {
-            int yb = part ? yo : ye, xb = part ? xo : xe;
+            int yb = part ? yo : ye, xb = xc.buf[part];
             long rows = part ? oo : oe, cols = part ? dod : de;
             if (yb < 0) continue;
             int w = temp(l, arena_printf(l->a, "%%%d %s weights, taps side by side", n->id, part ? "odd" : "even"), 0,
@@ -403,8 +462,8 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
             KirIndex wi = PIX(l, part ? m.B0 : m.A0, 0);
             kir_ix_var(&wi, 0, cols), kir_ix_var(&wi, 1, m.tapstride), kir_ix_var(&wi, 2, 1);
             kir_store(l->k, s, IXv(w, 0, (long)k * cols, cols, 1, 0), LD(l, wi));
-            KirGemm g = gemm_abt(NB(To), rows, (long)k * cols, xb, 0, (long)k * cols, w, 0, (long)k * cols, yb, 0,
-                                 rows, 0);
+            KirGemm g = gemm_abt(NB(To), rows, (long)k * cols, xb, xc.off[part], xc.ld[part], w, 0, (long)k * cols,
+                                 yb, 0, rows, 0);
             kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: %s GEMM (%d taps)", nm, part ? "odd" : "even", k), &g);
         }
         if (m.bias) cg_ploc(l, m.bias, &bbuf, &boff);
@@ -415,12 +474,12 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
             cg_ploc(l, m.A0, &pbuf, &ao);
             cg_ploc(l, m.B0, &pbuf, &bof);
             if (ye >= 0) {
-                KirGemm g = gemm_abt(NB(To), oe, de, xe, (long)t * de, (long)k * de, pbuf, ao + t * m.tapstride,
+                KirGemm g = gemm_abt(NB(To), oe, de, xe, xc.off[0] + (long)t * de, xc.ld[0], pbuf, ao + t * m.tapstride,
                                      de, ye, 0, oe, t ? 1.0f : 0.0f);
                 kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: even GEMM tap %d", nm, t), &g);
             }
             if (yo >= 0) {
-                KirGemm g = gemm_abt(NB(To), oo, dod, xo, (long)t * dod, (long)k * dod, pbuf,
+                KirGemm g = gemm_abt(NB(To), oo, dod, xo, xc.off[1] + (long)t * dod, xc.ld[1], pbuf,
                                      bof + t * m.tapstride, dod, yo, 0, oo, t ? 1.0f : 0.0f);
                 kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: odd GEMM tap %d", nm, t), &g);
             }
@@ -444,11 +503,12 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
             kir_store(l->k, s, IXv(pb, part ? wo : we, (long)k * cols, cols, 1, 0), e);
         }
         if (ye >= 0) {
-            KirGemm g = gemm_abt(NB(To), oe, (long)k * de, xe, 0, (long)k * de, pb, we, (long)k * de, ye, 0, oe, 0);
+            KirGemm g = gemm_abt(NB(To), oe, (long)k * de, xe, xc.off[0], xc.ld[0], pb, we, (long)k * de, ye, 0, oe, 0);
             kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: even GEMM (%d taps)", nm, k), &g);
         }
         if (yo >= 0) {
-            KirGemm g = gemm_abt(NB(To), oo, (long)k * dod, xo, 0, (long)k * dod, pb, wo, (long)k * dod, yo, 0, oo, 0);
+            KirGemm g = gemm_abt(NB(To), oo, (long)k * dod, xo, xc.off[1], xc.ld[1], pb, wo, (long)k * dod, yo, 0, oo,
+                                 0);
             kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: odd GEMM (%d taps)", nm, k), &g);
         }
         if (bn) {
@@ -1086,8 +1146,7 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
     l.hfin = arena_new_array(a, int *, nn + 1);
     l.cfin = arena_new_array(a, int *, nn + 1);
     l.bwd = arena_new_array(a, bool, nn + 1);
-    l.xe = arena_new_array(a, int, nn + 1);
-    l.xo = arena_new_array(a, int, nn + 1);
+    l.xc = arena_new_array(a, CgCols, nn + 1);
     l.bnst = arena_new_array(a, int, nn + 1);
     l.wsbe = arena_new_array(a, int, nn + 1);
     l.wsbo = arena_new_array(a, int, nn + 1);
@@ -1100,7 +1159,10 @@ CgModel *cg_lower(IrProgram *p, const CgOptions *o) {
         l.train = mode == 1;
         l.keep = l.train && p->training; /* what the backward of a recurrence reads */
         l.fn = l.train ? KIR_FN_TRAIN : KIR_FN_INFER;
-        for (int i = 0; i < nn; i++) l.val[i] = l.xe[i] = l.xo[i] = l.bnst[i] = l.wsbe[i] = l.wsbo[i] = -1;
+        for (int i = 0; i < nn; i++) {
+            l.val[i] = l.bnst[i] = l.wsbe[i] = l.wsbo[i] = -1;
+            l.xc[i] = (CgCols){{-1, -1}, {0, 0}, {0, 0}};
+        }
         memset(l.rec, 0, sizeof(CgRecHist) * (size_t)(nn + 1));
         ir_foreach(p, n) if (!lower_node(&l, n)) return NULL;
         if (p->training && !cg_lower_backward(&l)) return NULL;

@@ -32,7 +32,7 @@
 typedef struct B {
     L *l;
     int grads;            /* the KIR_BUF_GRAD buffer */
-    int *dye, *dyo;       /* by forward node id: S^T dy of a folded map */
+    CgCols *dyc;          /* by forward node id: S^T dy of a folded map (buf[0] -2: not yet) */
     int *bst;             /* by forward node id: batchnorm mu/inv/k/var */
     int *bsum, *bsumx;    /* by forward node id: batchnorm sums of dy and of dy (x - mu) */
     int *rdx, *rdinit;    /* by forward node id: a recurrence's input and initial-state gradients */
@@ -148,7 +148,8 @@ static void tap_range(const Geo *g, int tap, int *t0, int *t1) {
 }
 
 /* dx[b][t s + off][.] += dy[b][t][.] W_tap for the frames where the tap reads x:
- * one GEMM per tap (rows of dx step by the stride), into dx of width w.
+ * one GEMM per tap (rows of dx step by the stride), into dx of width w; dy is wy
+ * columns at dyoff of rows ldy apart.
  *
  * Where every tap reads every output frame and Ti = To s (VideoPose3D's strided
  * training form: stride = kernel, no padding), sample b's rows follow sample b-1's
@@ -156,12 +157,12 @@ static void tap_range(const Geo *g, int tap, int *t0, int *t1) {
  * instead of a batch of N tiny ones (m = To: 1 to 27 rows). Where moreover the
  * taps tile the stride (k = s, d = 1), each row of dx is written by exactly one tap:
  * no zero fill, beta = 0. */
-static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long wy, int W, long woff, long tapstride,
-                            long ldw, int dx, long wx, const char *what) {
+static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long dyoff, long ldy, long wy, int W,
+                            long woff, long tapstride, long ldw, int dx, long wx, const char *what) {
     L *l = b->l;
     if (g->direct) {
-        gemm(b, arena_printf(l->a, "%s", what), false, false, NB(g->To), D(wx), D(wy), dy, 0, wy, W, woff, ldw, dx, 0,
-             wx, 0);
+        gemm(b, arena_printf(l->a, "%s", what), false, false, NB(g->To), D(wx), D(wy), dy, dyoff, ldy, W, woff, ldw, dx,
+             0, wx, 0);
         return;
     }
     bool whole = g->pad == 0 && g->Ti == g->To * g->s && (long)(g->k - 1) * g->d < g->s;
@@ -173,7 +174,7 @@ static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long wy
         if (t1 <= t0) continue;
         KirGemm gm = {.ta = false, .tb = false, .m = D(t1 - t0), .n = D(wx), .k = D(wy), .alpha = 1,
                       .beta = tiled ? 0 : 1};
-        gm.a = (KirMat){dy, (long)t0 * wy, wy, (long)g->To * wy};
+        gm.a = (KirMat){dy, dyoff + (long)t0 * ldy, ldy, (long)g->To * ldy};
         gm.b = (KirMat){W, woff + tap * tapstride, ldw, 0};
         gm.c = (KirMat){dx, ((long)t0 * g->s + (long)tap * g->d - g->pad) * wx, (long)g->s * wx, (long)g->Ti * wx};
         gm.count = NB(1);
@@ -187,21 +188,22 @@ static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long wy
     (void)f;
 }
 
-/* S^T dy of a folded map, even and odd, cached per forward node. */
+/* S^T dy of a folded map, even and odd side by side in one buffer (b->dyc), cached per
+ * forward node: one kernel that reads dy once. */
 static void map_dyeo(B *b, const IrNode *f, const Map *m, int dy) {
-    if (b->dye[f->id] != -2) return;
+    if (b->dyc[f->id].buf[0] != -2) return;
     L *l = b->l;
-    int To = frames(f);
     const BT *bo = m->bo;
-    for (int part = 0; part < 2; part++) {
-        int w = part ? bo->dod : bo->de;
-        int *slot = part ? &b->dyo[f->id] : &b->dye[f->id];
-        *slot = -1;
-        if (w == 0) continue;
-        *slot = temp(l, arena_printf(l->a, "%%%d dy %s", f->id, part ? "odd" : "even"), (long)To * w, 0);
-        KirStep *s = loop2(b, arena_printf(l->a, "%s: S^T dy (%s)", nname(l, f), part ? "odd" : "even"), NB(To), w);
-        kir_store(K(b), s, IXv(*slot, 0, w, 1, 0, 0), synth_t_expr(b, bo, part == 0, IXv(dy, 0, bo->n, 0, 0, 0), 1));
-    }
+    CgCols *c = &b->dyc[f->id];
+    *c = (CgCols){{-1, -1}, {0, 0}, {0, 0}};
+    bool parts[2] = {bo->de > 0, bo->dod > 0};
+    if (!parts[0] && !parts[1]) return;
+    CgEoTabs t = cg_eo_tabs(l, bo, parts, 1, 0, true);
+    int buf = temp(l, arena_printf(l->a, "%%%d dy even, odd", f->id), (long)frames(f) * t.n, 0);
+    KirStep *s = loop2(b, arena_printf(l->a, "%s: S^T dy (even, odd)", nname(l, f)), NB(frames(f)), t.n);
+    kir_store(K(b), s, IXv(buf, 0, t.n, 1, 0, 0), cg_eo_expr(l, &t, IXv(dy, 0, bo->n, 0, 0, 0), 1));
+    for (int p = 0; p < 2; p++)
+        if (parts[p]) c->buf[p] = buf, c->off[p] = t.off[p], c->ld[p] = t.n;
 }
 
 static Map map_full(B *b, const IrNode *f) {
@@ -231,7 +233,7 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
             return;
         }
         int W = dense_w(b, f, &m, 0, 0, "W");
-        transposed_taps(b, f, &g, dy, bo->n, W, 0, (long)bo->n * bi->n, bi->n, dx, bi->n,
+        transposed_taps(b, f, &g, dy, 0, bo->n, bo->n, W, 0, (long)bo->n * bi->n, bi->n, dx, bi->n,
                         arena_printf(l->a, "%s: dx = dy W", nm));
         return;
     }
@@ -239,7 +241,8 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
     int part_buf[2] = {-1, -1};
     for (int part = 0; part < 2; part++) {
         int wo = part ? bo->dod : bo->de, wi = part ? bi->dod : bi->de;
-        int dyp = part ? b->dyo[f->id] : b->dye[f->id];
+        const CgCols *dc = &b->dyc[f->id];
+        int dyp = dc->buf[part];
         if (wo == 0 || wi == 0 || dyp < 0) continue;
         part_buf[part] = temp(l, arena_printf(l->a, "%%%d dx %s", f->id, part ? "odd" : "even"), (long)g.Ti * wi, 0);
         const char *what = arena_printf(l->a, "%s: dx %s = dy %s %s", nm, part ? "odd" : "even",
@@ -249,13 +252,14 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
             /* stride = kernel: dx's frames in im2col order, one GEMM with the forward's
              * side-by-side weights (every tap at once, each frame written once) */
             gemm(b, arena_printf(l->a, "%s (%d taps)", what, g.k), false, false, NB(g.To), D((long)g.k * wi), D(wo),
-                 dyp, 0, wo, wsb, 0, (long)g.k * wi, part_buf[part], 0, (long)g.k * wi, 0);
+                 dyp, dc->off[part], dc->ld[part], wsb, 0, (long)g.k * wi, part_buf[part], 0, (long)g.k * wi, 0);
             continue;
         }
         int pb;
         long po;
         cg_ploc(l, part ? m.B0 : m.A0, &pb, &po);
-        transposed_taps(b, f, &g, dyp, wo, pb, po, m.tapstride, wi, part_buf[part], wi, what);
+        transposed_taps(b, f, &g, dyp, dc->off[part], dc->ld[part], wo, pb, po, m.tapstride, wi, part_buf[part], wi,
+                        what);
     }
     KirStep *s = loop2(b, arena_printf(l->a, "%s: dx = Q^T (even, odd)", nm), NB(g.Ti), bi->n);
     Src ev[1], od[1];
@@ -315,8 +319,8 @@ static void pgrad_map(B *b, const IrNode *f, int dy) {
     const char *nm = nname(l, f);
     if (l->m->opts.no_fold) {
         if (bo->n > 0 && bi->n > 0) {
-            int col = l->xe[f->id];
-            long ldc = g.direct ? bi->n : (long)g.k * bi->n;
+            int col = l->xc[f->id].buf[0];
+            long ldc = l->xc[f->id].ld[0];
             sup_assert(col >= 0);
             int dW = temp(l, arena_printf(l->a, "%%%d dW dense", f->id), 0, (long)g.k * bo->n * bi->n);
             for (int tap = 0; tap < g.k; tap++)
@@ -328,7 +332,8 @@ static void pgrad_map(B *b, const IrNode *f, int dy) {
         map_dyeo(b, f, &m, dy);
         for (int part = 0; part < 2; part++) {
             int wo = part ? bo->dod : bo->de, wi = part ? bi->dod : bi->de;
-            int dyp = part ? b->dyo[f->id] : b->dye[f->id], xp = part ? l->xo[f->id] : l->xe[f->id];
+            const CgCols *dc = &b->dyc[f->id], *xc = &l->xc[f->id];
+            int dyp = dc->buf[part], xp = xc->buf[part];
             if (wo == 0 || wi == 0) continue;
             sup_assert(dyp >= 0 && xp >= 0);
             const IrParamEntry *pe = part ? m.B0 : m.A0;
@@ -338,7 +343,8 @@ static void pgrad_map(B *b, const IrNode *f, int dy) {
                 long kw = (long)g.k * wi;
                 int dw = temp(l, arena_printf(l->a, "%%%d d%s, taps side by side", f->id, part ? "B" : "A"), 0, wo * kw);
                 gemm(b, arena_printf(l->a, "%s: d%s = dy^T x (%s, %d taps)", nm, part ? "B" : "A", part ? "odd" : "even", g.k),
-                     true, false, D(wo), D(kw), NB(g.To), dyp, 0, wo, xp, 0, kw, dw, 0, kw, 0);
+                     true, false, D(wo), D(kw), NB(g.To), dyp, dc->off[part], dc->ld[part], xp, xc->off[part], xc->ld[part],
+                     dw, 0, kw, 0);
                 KirStep *s = loop3(b, arena_printf(l->a, "%s: d%s by tap", nm, part ? "B" : "A"), D(wo), g.k, wi);
                 KirIndex to = IXv(b->grads, goff(b, pe), wi, m.tapstride, 1, 0);
                 kir_store(K(b), s, to, LD(l, IXv(dw, 0, kw, wi, 1, 0)));
@@ -346,7 +352,8 @@ static void pgrad_map(B *b, const IrNode *f, int dy) {
             }
             for (int tap = 0; tap < g.k; tap++)
                 gemm(b, arena_printf(l->a, "%s: d%s = dy^T x (%s), tap %d", nm, part ? "B" : "A", part ? "odd" : "even", tap),
-                     true, false, D(wo), D(wi), NB(g.To), dyp, 0, wo, xp, (long)tap * wi, (long)g.k * wi, b->grads,
+                     true, false, D(wo), D(wi), NB(g.To), dyp, dc->off[part], dc->ld[part], xp,
+                     xc->off[part] + (long)tap * wi, xc->ld[part], b->grads,
                      goff(b, pe) + tap * m.tapstride, wi, 0);
         }
     }
@@ -993,13 +1000,14 @@ bool cg_lower_backward(L *l) {
     for (int i = 0; i < k->nbufs; i++)
         if (k->bufs[i].kind == KIR_BUF_GRAD) b.grads = i;
     if (b.grads < 0) b.grads = kir_buf(k, "grads", KIR_BUF_GRAD, 0, l->m->params_size);
-    int *ints = sup_malloc(sizeof(int) * 7 * (size_t)(nn + 1));
+    int *ints = sup_malloc(sizeof(int) * 5 * (size_t)(nn + 1));
     bool *flags = sup_malloc(sizeof(bool) * 3 * (size_t)(nn + 1));
-    b.dye = ints, b.dyo = ints + nn + 1, b.bst = b.dyo + nn + 1, b.bsum = b.bst + nn + 1;
+    b.dyc = sup_malloc(sizeof(CgCols) * (size_t)(nn + 1));
+    b.bst = ints, b.bsum = b.bst + nn + 1;
     b.bsumx = b.bsum + nn + 1, b.rdx = b.bsumx + nn + 1, b.rdinit = b.rdx + nn + 1;
     b.rdone = flags, b.has_pgrad = flags + nn + 1, b.want0 = b.has_pgrad + nn + 1;
     for (int i = 0; i <= nn; i++) {
-        b.dye[i] = b.dyo[i] = -2;
+        b.dyc[i] = (CgCols){{-2, -2}, {0, 0}, {0, 0}};
         b.bst[i] = b.bsum[i] = b.bsumx[i] = b.rdx[i] = b.rdinit[i] = -1;
         b.rdone[i] = b.has_pgrad[i] = b.want0[i] = false;
     }
@@ -1049,5 +1057,6 @@ bool cg_lower_backward(L *l) {
     l->fn = saved;
     sup_free(ints);
     sup_free(flags);
+    sup_free(b.dyc);
     return true;
 }

@@ -40,14 +40,34 @@ typedef struct L {
     BT **bts;
     int nbts, capbts;
     bool *bwd;                    /* node id -> part of the training graph's backward half */
-    /* by node id, for the backward: a map's analysed (im2col'd) input, even and odd,
-     * or (--no-fold) its dense im2col in xe; a training batchnorm's statistics */
-    int *xe, *xo, *bnst;
+    /* by node id, for the backward: a map's analysed (im2col'd) input (CgCols); a
+     * training batchnorm's statistics */
+    struct CgCols *xc;
+    int *bnst;
     /* by node id: a training convolution's weights with the taps side by side ([out][tap][in],
      * even and odd), copied from the parameters by the forward; -1 where there is none */
     int *wsbe, *wsbo;
     CgRecHist *rec;
 } L;
+
+/* A map's analysed input as its GEMMs read it: part p (0 even, 1 odd) is columns
+ * off[p] .. of buffer buf[p] (-1: none), rows ld[p] apart, k taps of the part's width
+ * side by side. Both parts share one buffer where the analysis is one kernel
+ * (cg_eo_tabs); --no-fold keeps its dense im2col as part 0. */
+typedef struct CgCols {
+    int buf[2];
+    long off[2], ld[2];
+} CgCols;
+
+/* The even and odd components of a basis as one gather per column (lower.c
+ * cg_eo_tabs): column c = sh[c] (x[f1[c]] + s[c] x[f2[c]]), the included parts side by
+ * side, each as k taps of its components, tap t reading t * step further into x. sh is
+ * the adjoint of the synthesis's halving (S^T), -1 for the analysis (Q). */
+typedef struct CgEoTabs {
+    int f1, f2, s, sh;
+    int n, off[2];   /* columns in all; where each part starts */
+    bool pairs;      /* some column has a second term */
+} CgEoTabs;
 
 /* Orbits of a type numbered by first feature (as ir/params.c and the interpreter). */
 typedef struct Orb {
@@ -139,6 +159,9 @@ static inline KirIndex PIX(L *l, const IrParamEntry *e, long extra) {
 }
 /* Even (odd) component `cvar` of x at index `row` (element = row + feature). */
 KirExpr *cg_analyse_expr(L *l, const BT *t, bool even, KirIndex row, int cvar);
+CgEoTabs cg_eo_tabs(L *l, const BT *t, const bool parts[2], int k, long step, bool adjoint);
+/* Column cvar of the gather cg_eo_tabs describes, of the rows at `row`. */
+KirExpr *cg_eo_expr(L *l, const CgEoTabs *t, KirIndex row, int cvar);
 /* Feature fvar of a map's output from its even and odd sources: ca*E + cb*O. */
 KirExpr *cg_synth_expr(L *l, const BT *t, int fvar, const Src *ev, int ne, const Src *od, int no);
 Map cg_map_of(L *l, const IrNode *n, const char *a, const char *b, int layer, int gate);

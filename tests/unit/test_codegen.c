@@ -275,6 +275,36 @@ static void test_fusion_moves_down(void **state) {
     assert_int_equal(merged, 1);
 }
 
+/* The batchnorm's dx, gathered by the convolution's S^T dy (one kernel for the even and
+ * the odd part) before it, is computed there (fuse.c, gathered producers): no dx kernel
+ * is left in the folded backward, and the dx buffer has no place in the arena.
+ * Unfolded, the dx GEMM reads dx, so it stays. */
+static void test_fusion_gathered(void **state) {
+    (void)state;
+    IrOverride ov[] = {{"width", 34, false}, {"blocks", 1, false}};
+    for (int fold = 1; fold >= 0; fold--) {
+        IrProgram *p = front_train("bench/videopose3d_strided.net", NULL, ov, 2);
+        assert_non_null(p);
+        CgModel *m = cg_lower(p, &(CgOptions){.no_fold = !fold});
+        assert_non_null(m);
+        int dx = 0, at = 0;
+        const KirFunc *fn = &m->k->fn[KIR_FN_BWD_TRAIN];
+        for (int i = 0; i < fn->nsteps; i++) {
+            const char *l = fn->steps[i].label;
+            if (!l) continue;
+            if (strstr(l, "batchnorm: dx") && !strstr(l, ", at ")) dx++;
+            at += strstr(l, "S^T dy (even, odd), at ") != NULL;
+        }
+        /* the strided VideoPose3D of one block: three batchnorms */
+        assert_int_equal(dx, fold ? 0 : 3);
+        assert_int_equal(at, fold ? 3 : 0);
+        for (int x = 0; fold && x < m->k->nbufs; x++)
+            if (m->k->bufs[x].kind == KIR_BUF_TEMP && strstr(m->k->bufs[x].name, "grad of") &&
+                strstr(m->k->bufs[x].name, "batchnorm"))
+                assert_true(m->k->bufs[x].func < 0);
+    }
+}
+
 /* What fusion does to VideoPose3D: fewer steps, intermediates as lets that leave the
  * memory plan. (The arena need not shrink: the training forward, which keeps what its
  * backward reads, sets its size.) */
@@ -794,6 +824,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_videopose3d_unfused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_moves_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion_gathered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),
