@@ -5,12 +5,12 @@
  * computes there, in float32. Decisions (docs/kernel-ir.md):
  * - Folding (chirality.md 2): a linear/conv1d/invariant layer is an analyse
  *   kernel (the butterfly, fused with im2col for convolutions: rows (b, t) of
- *   k taps of even or odd components), GEMMs on the even and the odd part, and
- *   a synthesis + bias epilogue. Training: one GEMM per tap from the
- *   parameters, accumulating with beta = 1 over strided column blocks of the
- *   im2col buffer. Inference: `prepare` lays each layer's taps side by side
- *   ([out][k * in]) so that one GEMM covers every tap, and folds a following
- *   batchnorm into A, B and the even bias.
+ *   the even components' k taps, then the odd ones', in one buffer), GEMMs on
+ *   the even and the odd part, and a synthesis + bias epilogue. Training: the
+ *   weights' taps copied side by side every step, one GEMM per part (a
+ *   linear map: one GEMM per part straight from the parameters). Inference:
+ *   `prepare` lays each layer's taps side by side ([out][k * in]) and folds a
+ *   following batchnorm into A, B and the even bias.
  * - --no-fold: dense W = S_out blockdiag(A, B) Q_in built per tap (in prepare
  *   at inference, at the start of every training forward), one GEMM per tap.
  * - Batchnorm in training: statistics of the augmented batch, two passes
