@@ -20,6 +20,25 @@ typedef struct BT {
     bool pairs_e, pairs_o;        /* some component has a second term */
 } BT;
 
+/* A map's analysed input as its GEMMs read it: part p (0 even, 1 odd) is columns
+ * off[p] .. of buffer buf[p] (-1: none), rows ld[p] apart, k taps of the part's width
+ * side by side. Both parts share one buffer where the analysis is one kernel
+ * (cg_eo_tabs); --no-fold keeps its dense im2col as part 0. */
+typedef struct CgCols {
+    int buf[2];
+    long off[2], ld[2];
+} CgCols;
+
+/* The even and odd components of a basis as one gather per column (lower.c
+ * cg_eo_tabs): column c = sh[c] (x[f1[c]] + s[c] x[f2[c]]), the included parts side by
+ * side, each as k taps of its components, tap t reading t * step further into x. sh is
+ * the adjoint of the synthesis's halving (S^T), -1 for the analysis (Q). */
+typedef struct CgEoTabs {
+    int f1, f2, s, sh;
+    int n, off[2];   /* columns in all; where each part starts */
+    bool pairs;      /* some column has a second term */
+} CgEoTabs;
+
 /* What a recurrence's training forward keeps for its backward, per layer: the
  * layer's input sequence, h and c after every step, and the gates of every step
  * ([N][T][(G+1)*H]: lstm i f g o; gru r z, the h part of n (W_hn h + b_hn), n). */
@@ -42,32 +61,13 @@ typedef struct L {
     bool *bwd;                    /* node id -> part of the training graph's backward half */
     /* by node id, for the backward: a map's analysed (im2col'd) input (CgCols); a
      * training batchnorm's statistics */
-    struct CgCols *xc;
+    CgCols *xc;
     int *bnst;
     /* by node id: a training convolution's weights with the taps side by side ([out][tap][in],
      * even and odd), copied from the parameters by the forward; -1 where there is none */
     int *wsbe, *wsbo;
     CgRecHist *rec;
 } L;
-
-/* A map's analysed input as its GEMMs read it: part p (0 even, 1 odd) is columns
- * off[p] .. of buffer buf[p] (-1: none), rows ld[p] apart, k taps of the part's width
- * side by side. Both parts share one buffer where the analysis is one kernel
- * (cg_eo_tabs); --no-fold keeps its dense im2col as part 0. */
-typedef struct CgCols {
-    int buf[2];
-    long off[2], ld[2];
-} CgCols;
-
-/* The even and odd components of a basis as one gather per column (lower.c
- * cg_eo_tabs): column c = sh[c] (x[f1[c]] + s[c] x[f2[c]]), the included parts side by
- * side, each as k taps of its components, tap t reading t * step further into x. sh is
- * the adjoint of the synthesis's halving (S^T), -1 for the analysis (Q). */
-typedef struct CgEoTabs {
-    int f1, f2, s, sh;
-    int n, off[2];   /* columns in all; where each part starts */
-    bool pairs;      /* some column has a second term */
-} CgEoTabs;
 
 /* Orbits of a type numbered by first feature (as ir/params.c and the interpreter). */
 typedef struct Orb {
