@@ -195,23 +195,26 @@ def macs_of(shapes):
     return sum(m * n * k * c * t for (m, n, k, _, _, c), t in shapes.items())
 
 
-def build_sgemm(work):
-    exe = os.path.join(work, "sgemm")
+def build_sgemm(work, runtime_lib=None):
+    """bench/sgemm.c built alone (OpenBLAS's own threads), or with runtime_lib (libchiralrt.a)
+    for --runtime (the GEMMs issued through rt_sgemm, as the compiled programs issue them)."""
+    exe = os.path.join(work, "sgemm_rt" if runtime_lib else "sgemm")
     cc = os.environ.get("CC", "cc")
-    r = subprocess.run([cc, "-O2", "-std=c11", "-o", exe, os.path.join(HERE, "sgemm.c"), "-lopenblas"],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        inc = "/usr/include/x86_64-linux-gnu/openblas-pthread"   # Debian's cblas.h when not on the path
-        r = subprocess.run([cc, "-O2", "-std=c11", "-I", inc, "-o", exe, os.path.join(HERE, "sgemm.c"),
-                            "-lopenblas"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return None, f"cc sgemm.c failed: {last_error(r.stderr)}"
-    return exe, None
+    extra = ["-DSGEMM_RUNTIME", "-I", ROOT] if runtime_lib else []
+    libs = [runtime_lib, "-lopenblas", "-lpthread", "-lm"] if runtime_lib else ["-lopenblas"]
+    r = None
+    for inc in ([], ["-I", "/usr/include/x86_64-linux-gnu/openblas-pthread"]):   # Debian's cblas.h when not on the path
+        r = subprocess.run([cc, "-O2", "-std=c11", *extra, *inc, "-o", exe, os.path.join(HERE, "sgemm.c"), *libs],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return exe, None
+    return None, f"cc sgemm.c{' with libchiralrt' if runtime_lib else ''} failed: {last_error(r.stderr)}"
 
 
-def sgemm_rate(exe, shapes, min_time):
+def sgemm_rate(exe, shapes, min_time, runtime=False):
     args = [f"{m},{n},{k},{ta},{tb},{c},{t}" for (m, n, k, ta, tb, c), t in sorted(shapes.items())]
-    rc, out, err, peak = run_child([exe, "--min-time", str(min_time), *args])
+    rc, out, err, peak = run_child([exe, "--min-time", str(min_time), *(["--runtime", str(THREADS)] if runtime else []),
+                                    *args])
     m = re.search(r"^total (\S+) (\S+) (\S+)", out, re.M)
     if rc != 0 or not m:
         return {"error": f"sgemm failed: {last_error(err or out)}"}
@@ -353,6 +356,10 @@ def main():
     sg_exe, sg_err = build_sgemm(work)
     if sg_err:
         log("bench: " + sg_err)
+    rtlib = os.path.join(os.path.abspath(a.build), "libchiralrt.a")
+    sg_rt_exe, sg_rt_err = build_sgemm(work, rtlib) if os.path.exists(rtlib) else (None, f"no {rtlib}")
+    if sg_rt_err:
+        log("bench: " + sg_rt_err)
 
     # ---- inference
     R = {"infer": {}, "train": {b: {} for b in cfg["train_batches"]}}
@@ -409,7 +416,7 @@ def main():
     log(f"  sgemm on the folded shapes: {fmt(sg_infer.get('gflops'), '.1f')} GFLOP/s")
 
     # ---- training
-    sg_train, macs_train, sg_train_nofold = {}, {}, {}
+    sg_train, macs_train, sg_train_nofold, sg_issued_rt = {}, {}, {}, {}
     kir_train = cc.kir(train_net, train_sets)
     try:
         kir_train_nofold = cc.kir(train_net, train_sets, "no-fold")
@@ -452,6 +459,14 @@ def main():
             _, sg_train_nofold = sgemm_limit(sg_exe, sg_err, kir_train_nofold, {"forward_train", "backward_train"}, b,
                                              cfg["sgemm_min_time"])
             log(f"  sgemm on the --no-fold shapes: {fmt(sg_train_nofold.get('seconds'), '.3f')} s")
+            if sg_rt_exe:
+                # the same bound with each GEMM issued as the programs issue it (rt_sgemm's
+                # single-threaded parts on the runtime's pool), where the rates per shape differ
+                for name, text in (("folded", kir_train), ("no-fold", kir_train_nofold)):
+                    issued = gemm_shapes(text, {"forward_train", "backward_train"}, b)
+                    sg_issued_rt[name] = sgemm_rate(sg_rt_exe, issued, cfg["sgemm_min_time"], runtime=True)
+                log(f"  rt_sgemm, folded and --no-fold shapes: {fmt(sg_issued_rt['folded'].get('seconds'), '.3f')} s, "
+                    f"{fmt(sg_issued_rt['no-fold'].get('seconds'), '.3f')} s")
         if tv:
             for net in ("baseline", "chiral"):
                 for comp in (False, True) if do_compile else (False,):
@@ -566,6 +581,12 @@ def main():
                       f"{g_n / g_f:.2f}x, the most folded vs `--no-fold` could be were the rest free; the rest of "
                       f"the step (loop kernels, loss, Adam, and the GEMMs' shortfall from that rate): folded "
                       f"{fmt(tf - g_f if tf else None, '.3f')} s, `--no-fold` {fmt(t_nf - g_n if t_nf else None, '.3f')} s")
+        if b == big_batch and all("seconds" in sg_issued_rt.get(v, {}) for v in ("folded", "no-fold")):
+            r_f, r_n = sg_issued_rt["folded"]["seconds"], sg_issued_rt["no-fold"]["seconds"]
+            md.append(f"- the GEMMs alone as the programs issue them (each shape through `rt_sgemm`, the "
+                      f"runtime's {THREADS} threads each running single-threaded OpenBLAS on parts of C): folded "
+                      f"{r_f:.3f} s, `--no-fold` {r_n:.3f} s: {r_n / r_f:.2f}x; the rest of the step: folded "
+                      f"{fmt(tf - r_f if tf else None, '.3f')} s, `--no-fold` {fmt(t_nf - r_n if t_nf else None, '.3f')} s")
         md.append("")
 
     # targets

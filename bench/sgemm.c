@@ -1,11 +1,15 @@
 /* bench/sgemm.c: OpenBLAS sgemm throughput on a list of GEMM shapes (the machine's
  * practical limit for a network made of those GEMMs).
  *
- * usage: sgemm [--min-time S] SHAPE...
+ * usage: sgemm [--min-time S] [--runtime THREADS] SHAPE...
  *   SHAPE = M,N,K[,TA,TB[,COUNT[,TIMES]]]   TA/TB: N or T (row-major op(A) is M x K);
  *   COUNT: a strided-batched GEMM run as COUNT calls (as the generated code issues it);
  *   TIMES: how often the shape occurs in the network (its time counts TIMES times).
  * Threads: OPENBLAS_NUM_THREADS (the benchmark sets 2).
+ * --runtime THREADS: each GEMM is issued as the compiled programs issue it, through the
+ *   runtime's rt_sgemm on its pool of THREADS threads (parts of C, each a single-threaded
+ *   OpenBLAS call; runtime/parallel.c). Only in a build that defines SGEMM_RUNTIME and
+ *   links libchiralrt (bench/run.py builds both).
  *
  * Each shape is timed alone: one untimed call (page faults, thread start), then calls until
  * --min-time seconds have passed (at least 3); its time is the median call. The last line is
@@ -17,6 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef SGEMM_RUNTIME
+#include "runtime/rt.h"
+#endif
+static int use_runtime; /* --runtime: rt_sgemm instead of cblas_sgemm */
 
 typedef struct {
     long m, n, k, count, times;
@@ -58,17 +67,39 @@ static void fill(float *x, size_t n, uint32_t seed) {
 static void run_shape(const Shape *sh, const float *a, const float *b, float *c) {
     const long lda = sh->ta ? sh->m : sh->k, ldb = sh->tb ? sh->k : sh->n, ldc = sh->n;
     const long sa = sh->m * sh->k, sb = sh->k * sh->n, sc = sh->m * sh->n;
-    for (long q = 0; q < sh->count; q++)
+    for (long q = 0; q < sh->count; q++) {
+#ifdef SGEMM_RUNTIME
+        if (use_runtime) {
+            rt_sgemm(sh->ta, sh->tb, (int)sh->m, (int)sh->n, (int)sh->k, 1.0f, a + q * sa, (int)lda, b + q * sb,
+                     (int)ldb, 0.0f, c + q * sc, (int)ldc);
+            continue;
+        }
+#endif
         cblas_sgemm(CblasRowMajor, sh->ta ? CblasTrans : CblasNoTrans, sh->tb ? CblasTrans : CblasNoTrans, (int)sh->m,
                     (int)sh->n, (int)sh->k, 1.0f, a + q * sa, (int)lda, b + q * sb, (int)ldb, 0.0f, c + q * sc, (int)ldc);
+    }
 }
 
 int main(int argc, char **argv) {
     double min_time = 0.2;
     int first = 1;
     if (argc > 2 && strcmp(argv[1], "--min-time") == 0) min_time = atof(argv[2]), first = 3;
+    if (first + 1 < argc && strcmp(argv[first], "--runtime") == 0) {
+        int threads = atoi(argv[first + 1]);
+        if (threads < 1) {
+            fprintf(stderr, "sgemm: bad --runtime '%s' (expected a thread count >= 1)\n", argv[first + 1]);
+            return 2;
+        }
+#ifdef SGEMM_RUNTIME
+        rt_parallel_set_threads(threads);
+        use_runtime = 1, first += 2;
+#else
+        fprintf(stderr, "sgemm: --runtime needs a build with -DSGEMM_RUNTIME and libchiralrt\n");
+        return 2;
+#endif
+    }
     if (first >= argc) {
-        fprintf(stderr, "usage: sgemm [--min-time S] M,N,K[,TA,TB[,COUNT[,TIMES]]]...\n");
+        fprintf(stderr, "usage: sgemm [--min-time S] [--runtime THREADS] M,N,K[,TA,TB[,COUNT[,TIMES]]]...\n");
         return 2;
     }
     double total_flops = 0, total_s = 0;

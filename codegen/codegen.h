@@ -242,6 +242,21 @@ void kir_loop_bufs(const KirLoop *l, bool *used, bool *written);
  * whether waking other cores pays: the product of the extents, batch-scaled when any
  * of them is (never N^2: a batch-scaled reduction counts once). */
 KirDim kir_loop_work(const KirLoop *l);
+/* A one-dimensional kernel whose reductions run over rows (batchnorm's statistics: loop
+ * [C] reduce r < N T reading x[r C + i0]), which a backend may run with the rows outside
+ * (one accumulator per channel, the channels inside): C at most KIR_ROWS_MAX_EXT, every
+ * store into a buffer apart from what the kernel loads, no values of other stores, no
+ * dropout, at most 16 reductions in all. */
+enum { KIR_ROWS_MAX_EXT = 8192, KIR_ROW_BLOCKS = 8, KIR_ROW_BLOCKS_MAX_ACC = 32768 };
+bool kir_loop_rows_outside(const KirLoop *l);
+/* Its reductions, in order of first appearance (red: room for 16); their number. */
+int kir_loop_reductions(const KirLoop *l, const KirExpr **red);
+/* Such a kernel whose rows scale with the batch sums them in KIR_ROW_BLOCKS blocks of
+ * rows, [R b / 8, R (b + 1) / 8): each block its rows in order from 0 (max: -inf), then
+ * the blocks' results in order, the first as it is, in double; every CPU backend alike
+ * (docs/kernel-ir.md "row blocks"). Only where the blocks' accumulators,
+ * KIR_ROW_BLOCKS reductions C doubles, are at most KIR_ROW_BLOCKS_MAX_ACC. */
+bool kir_loop_row_blocks(const KirLoop *l);
 
 /* The stable text form (chiralc emit kir). */
 void kir_print(FILE *out, const KirProgram *k);

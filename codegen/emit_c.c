@@ -268,6 +268,7 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
         fprintf(out, "; %s++)%s\n", var_c[d], d + 1 == l->ndims ? " {" : "");
     }
     int ind = l->ndims + 1;
+    bool blocks = kir_loop_row_blocks(l);
     e->redbase = e->nred = 0;
     for (int j = 0; j < l->nst; j++) {
         const KirStore *st = &l->st[j];
@@ -277,24 +278,46 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
         for (int r = 0; r < e->nred; r++) {
             const KirExpr *x = e->red[r];
             bool sum = x->op == KIR_E_SUM;
+            int n = e->redbase + r, saved = e->nred;
             indent(out, ind);
-            fprintf(out, "double red%d = %s;\n", e->redbase + r, sum ? "0.0" : "-INFINITY");
-            indent(out, ind);
-            fputs("for (int64_t r = 0; r < ", out);
-            dim_c(out, l->red);
-            fputs("; r++) ", out);
-            int saved = e->nred;
+            if (blocks) { /* kir_loop_row_blocks: each block from its first row, then the blocks */
+                fprintf(out, "double red%d = 0.0;\n", n);
+                indent(out, ind);
+                fprintf(out, "for (int64_t q = 0; q < %d; q++) {\n", KIR_ROW_BLOCKS);
+                indent(out, ind + 1);
+                fprintf(out, "double part = %s;\n", sum ? "0.0" : "-INFINITY");
+                indent(out, ind + 1);
+                fputs("for (int64_t r = ", out);
+                dim_c(out, l->red);
+                fprintf(out, " * q / %d; r < ", KIR_ROW_BLOCKS);
+                dim_c(out, l->red);
+                fprintf(out, " * (q + 1) / %d; r++) ", KIR_ROW_BLOCKS);
+            } else {
+                fprintf(out, "double red%d = %s;\n", n, sum ? "0.0" : "-INFINITY");
+                indent(out, ind);
+                fputs("for (int64_t r = 0; r < ", out);
+                dim_c(out, l->red);
+                fputs("; r++) ", out);
+            }
+            const char *acc = blocks ? "part" : arena_printf(e->k->arena, "red%d", n);
             e->nred = 0; /* the body holds no reductions */
             if (sum) {
-                fprintf(out, "red%d += ", e->redbase + r);
+                fprintf(out, "%s += ", acc);
                 expr_c(e, x->a[0]);
             } else {
-                fprintf(out, "red%d = fmax(red%d, ", e->redbase + r, e->redbase + r);
+                fprintf(out, "%s = fmax(%s, ", acc, acc);
                 expr_c(e, x->a[0]);
                 fputc(')', out);
             }
             e->nred = saved;
             fputs(";\n", out);
+            if (blocks) {
+                indent(out, ind + 1);
+                if (sum) fprintf(out, "red%d = q ? red%d + part : part;\n", n, n);
+                else fprintf(out, "red%d = q ? fmax(red%d, part) : part;\n", n, n);
+                indent(out, ind);
+                fputs("}\n", out);
+            }
         }
         /* a let, or a store whose value a later store takes (fusion): a local first */
         bool named = st->idx.buf < 0;

@@ -115,6 +115,9 @@ typedef struct L {
     LLVMValueRef run_v[KIR_RUNS_MAX_TAB];
     int nruns;              /* kernels so far that loop over runs: names their globals */
     bool flat;              /* the loop kernel being built splits over (i0, i1) (flat_split) */
+    /* the function being built: by step, the block body of a reduction over row blocks
+     * (row_blocks), and the blocks' accumulators, on its stack */
+    LLVMValueRef *row_fn, row_scratch;
 } L;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -561,30 +564,9 @@ static void scopes_close(L *l) {
     for (int b = 0; b < l->k->nbufs; b++) l->scope[b] = l->noalias[b] = NULL;
 }
 
-/* The elements [*lo, *hi] that an index of i0 alone reaches over [0, n); false when it
- * depends on anything else. */
-static bool i0_range(const KirIndex *x, long n, long *lo, long *hi) {
-    if (x->ntab || x->guard) return false;
-    for (int v = 1; v < KIR_NVARS; v++)
-        if (x->coef[v]) return false;
-    long a = x->off, b = x->off + x->coef[0] * (n - 1);
-    *lo = a < b ? a : b, *hi = a < b ? b : a;
-    return true;
-}
-/* Whether every load in x of the buffer that st stores into reads elements that the
- * store never writes (batchnorm keeps its statistics side by side in one buffer). */
-static bool loads_apart(const KirExpr *x, const KirIndex *st, long n) {
-    if (x->op == KIR_E_LOAD && x->idx.buf == st->buf) {
-        long a0, a1, b0, b1;
-        if (!i0_range(&x->idx, n, &a0, &a1) || !i0_range(st, n, &b0, &b1) || !(a1 < b0 || b1 < a0)) return false;
-    }
-    for (int i = 0; i < kir_eop_arity[x->op]; i++)
-        if (!loads_apart(x->a[i], st, n)) return false;
-    return true;
-}
-
-/* Reductions with the rows outside: a one-dimensional kernel whose reductions run over
- * many rows (batchnorm's statistics: loop [C] reduce r < N T, reading x[r C + i0]).
+/* Reductions with the rows outside (kir_loop_rows_outside; where the rows scale with the
+ * batch, row blocks below take such a kernel): a one-dimensional kernel whose reductions
+ * run over many rows (batchnorm's statistics: loop [C] reduce r < N T, reading x[r C + i0]).
  * Channel by channel, as written, each channel walks the whole tensor a float per cache
  * line; here one accumulator per channel and reduction (a stack array of doubles) is
  * added to row by row, the inner loop over the channels is contiguous and vectorises,
@@ -592,21 +574,6 @@ static bool loads_apart(const KirExpr *x, const KirIndex *st, long n) {
  * additions, the same result. The reductions of every store (the backward's sums of dy
  * and of dy (x - mu)) share the one pass over the rows; that the stores then run after
  * all of them changes nothing, since no store reads what any store writes. */
-enum { ROWS_MAX_EXT = 8192 };
-static bool rows_outside(const KirLoop *lp) {
-    if (lp->ndims != 1 || !lp->has_red || lp->ext[0].batch || lp->ext[0].n > ROWS_MAX_EXT || lp->ext[0].n < 2)
-        return false;
-    int nred = 0;
-    for (int j = 0; j < lp->nst; j++) {
-        const KirStore *st = &lp->st[j];
-        if (st->idx.buf < 0 || kir_expr_has(st->e, KIR_E_VAL) || kir_expr_has(st->e, KIR_E_DROPMASK)) return false;
-        for (int q = 0; q < lp->nst; q++)
-            if (!loads_apart(st->e, &lp->st[q].idx, lp->ext[0].n)) return false;
-        const KirExpr *red[16];
-        nred += kir_collect_reductions(st->e, red, 0, 16); /* at most 16 a store, as everywhere */
-    }
-    return nred <= 16; /* the accumulators of all stores */
-}
 static void rows_outside_v(L *l, const KirLoop *lp, LLVMValueRef lo, LLVMValueRef hi) {
     if (!lo) lo = ci64(l, 0), hi = ci64(l, lp->ext[0].n);
     l->nred = 0;
@@ -772,6 +739,117 @@ static void runs_close(L *l, Loop *outer) {
     l->runs = NULL;
 }
 
+/* Reductions over row blocks. rows_outside's kernel splits over its channels when it
+ * runs on several threads, so each thread reads its part of every row: measured on the
+ * bench's batchnorm statistics (82944 rows of 1020 floats), twice the time of each thread
+ * reading whole rows, and no faster than one thread alone. Where the rows scale with the
+ * batch, they are cut instead into KIR_ROW_BLOCKS blocks, a number fixed by the kernel and
+ * not by the thread count (so the results are the same at every --threads): the threads
+ * take the blocks (FN_sI_rows), each block sums its rows in order into its own double
+ * accumulators on the caller's stack, and the caller adds the blocks' sums in block
+ * order, channel by channel, before the stores: the grouping kir_loop_row_blocks
+ * defines, which the C printer follows too. The accumulators are at most
+ * KIR_ROW_BLOCKS_MAX_ACC doubles (256 KB), one array for all of a function's such kernels. */
+
+/* The doubles of accumulators a kernel reduced over row blocks needs; 0: not one. */
+static long row_blocks(const KirLoop *lp) {
+    const KirExpr *red[16];
+    return kir_loop_row_blocks(lp) ? (long)KIR_ROW_BLOCKS * kir_loop_reductions(lp, red) * lp->ext[0].n : 0;
+}
+/* Its block body: void (i8 *ctx, i64 lo, i64 hi), ctx = {RtExec *, double *acc}; block b
+ * sums rows [R b / KIR_ROW_BLOCKS, R (b + 1) / KIR_ROW_BLOCKS) into acc[b][reduction][channel]. */
+static void bufs_v(L *l, const bool *used);
+static LLVMValueRef row_blocks_v(L *l, KirFn f, int i, const KirStep *s) {
+    const KirLoop *lp = &s->l;
+    char name[64];
+    snprintf(name, sizeof name, "%s_s%d_rows", kir_fn_name[f], i);
+    LLVMValueRef fv = add_fn(l, name, l->body_ty, true);
+    fn_begin(l, fv);
+    LLVMTypeRef ppi8 = LLVMPointerType(l->pi8, 0), pf64 = LLVMPointerType(l->f64, 0);
+    LLVMValueRef ctx = LLVMBuildBitCast(l->b, LLVMGetParam(fv, 0), ppi8, "ctx"), one = ci64(l, 1);
+    l->exec = LLVMBuildBitCast(l->b, LLVMBuildLoad2(l->b, l->pi8, ctx, ""), l->pexec, "x");
+    LLVMValueRef acc = LLVMBuildBitCast(
+        l->b, LLVMBuildLoad2(l->b, l->pi8, LLVMBuildInBoundsGEP2(l->b, l->pi8, ctx, &one, 1, ""), ""), pf64, "acc");
+    l->N = exec_field(l, l->exec, X_BATCH, l->i64);
+    bool *used = sup_malloc(sizeof(bool) * (size_t)(l->k->nbufs + 1));
+    memset(used, 0, sizeof(bool) * (size_t)(l->k->nbufs + 1));
+    kir_step_bufs(s, used, NULL);
+    bufs_v(l, used);
+    sup_free(used);
+    scopes_open(l, lp);
+    const KirExpr *red[16];
+    int nred = kir_loop_reductions(lp, red);
+    long C = lp->ext[0].n;
+    LLVMValueRef R = dim_v(l, lp->red);
+    Loop bq, z, r, c;
+    LLVMValueRef b = loop_open_from(l, &bq, LLVMGetParam(fv, 1), LLVMGetParam(fv, 2), "block");
+    LLVMValueRef base = LLVMBuildNSWMul(l->b, b, ci64(l, nred * C), "");
+    for (int k = 0; k < nred; k++) {
+        LLVMValueRef j = loop_open(l, &z, ci64(l, C), "z");
+        LLVMValueRef at = LLVMBuildNSWAdd(l->b, base, LLVMBuildNSWAdd(l->b, ci64(l, k * C), j, ""), "");
+        LLVMBuildStore(l->b, LLVMConstReal(l->f64, red[k]->op == KIR_E_SUM ? 0.0 : -INFINITY),
+                       LLVMBuildInBoundsGEP2(l->b, l->f64, acc, &at, 1, ""));
+        loop_close(l, &z);
+    }
+    LLVMValueRef rlo = LLVMBuildSDiv(l->b, LLVMBuildNSWMul(l->b, R, b, ""), ci64(l, KIR_ROW_BLOCKS), "");
+    LLVMValueRef rhi = LLVMBuildSDiv(l->b, LLVMBuildNSWMul(l->b, R, LLVMBuildNSWAdd(l->b, b, one, ""), ""),
+                                     ci64(l, KIR_ROW_BLOCKS), "");
+    l->var[KIR_RVAR] = loop_open_from(l, &r, rlo, rhi, "r");
+    l->var[0] = loop_open(l, &c, ci64(l, C), "i0");
+    l->nred = 0; /* the operands hold no reductions */
+    for (int k = 0; k < nred; k++) {
+        LLVMValueRef at = LLVMBuildNSWAdd(l->b, base, LLVMBuildNSWAdd(l->b, ci64(l, k * C), l->var[0], ""), "");
+        LLVMValueRef p = LLVMBuildInBoundsGEP2(l->b, l->f64, acc, &at, 1, "");
+        LLVMValueRef v = LLVMBuildFPExt(l->b, expr_v(l, red[k]->a[0]), l->f64, "");
+        LLVMValueRef old = LLVMBuildLoad2(l->b, l->f64, p, ""), args[2] = {old, v};
+        LLVMBuildStore(l->b, red[k]->op == KIR_E_SUM ? LLVMBuildFAdd(l->b, old, v, "") : call_intr(l, "llvm.maxnum", l->f64, args, 2), p);
+    }
+    loop_close(l, &c);
+    loop_close(l, &r);
+    loop_close(l, &bq);
+    scopes_close(l);
+    fn_end(l);
+    return fv;
+}
+/* In the caller: the blocks on the threads, then per channel their sums in block order
+ * and the kernel's stores. */
+static void row_blocks_call_v(L *l, const KirStep *s, LLVMValueRef body) {
+    const KirLoop *lp = &s->l;
+    LLVMValueRef ctx = alloca_of(l, LLVMArrayType(l->pi8, 2), "rows.ctx"), zero = ci64(l, 0), one = ci64(l, 1);
+    LLVMValueRef ix0[2] = {zero, zero}, ix1[2] = {zero, one};
+    LLVMBuildStore(l->b, LLVMBuildBitCast(l->b, l->exec, l->pi8, ""),
+                   LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(l->pi8, 2), ctx, ix0, 2, ""));
+    LLVMBuildStore(l->b, LLVMBuildBitCast(l->b, l->row_scratch, l->pi8, ""),
+                   LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(l->pi8, 2), ctx, ix1, 2, ""));
+    LLVMValueRef a[4] = {LLVMBuildBitCast(l->b, body, l->pi8, ""), LLVMBuildBitCast(l->b, ctx, l->pi8, ""),
+                         ci64(l, KIR_ROW_BLOCKS), dim_v(l, kir_loop_work(lp))};
+    LLVMBuildCall2(l->b, l->par_ty, l->par, a, 4, "");
+    scopes_open(l, lp);
+    LLVMValueRef acc = LLVMBuildBitCast(l->b, l->row_scratch, LLVMPointerType(l->f64, 0), "acc");
+    l->nred = 0;
+    for (int j = 0; j < lp->nst; j++) find_reds(l, lp->st[j].e);
+    int nred = l->nred;
+    long C = lp->ext[0].n;
+    Loop c;
+    l->var[0] = loop_open(l, &c, ci64(l, C), "i0");
+    for (int k = 0; k < nred; k++) {
+        LLVMValueRef sum = NULL;
+        for (int b = 0; b < KIR_ROW_BLOCKS; b++) {
+            LLVMValueRef at = LLVMBuildNSWAdd(l->b, ci64(l, ((long)b * nred + k) * C), l->var[0], "");
+            LLVMValueRef v = LLVMBuildLoad2(l->b, l->f64, LLVMBuildInBoundsGEP2(l->b, l->f64, acc, &at, 1, ""), "");
+            LLVMValueRef args[2] = {sum, v};
+            sum = !sum ? v : l->red[k]->op == KIR_E_SUM ? LLVMBuildFAdd(l->b, sum, v, "") : call_intr(l, "llvm.maxnum", l->f64, args, 2);
+        }
+        l->redv[k] = LLVMBuildFPTrunc(l->b, sum, l->f32, "");
+    }
+    for (int j = 0; j < lp->nst; j++) {
+        const KirStore *st = &lp->st[j];
+        store_at(l, st->idx.buf, index_v(l, &st->idx), expr_v(l, st->e));
+    }
+    loop_close(l, &c);
+    scopes_close(l);
+}
+
 /* Whether a parallel kernel splits over the pairs (i0, i1) rather than over i0: its outer
  * extent is the batch itself (one sample per i0: [N, T, ...], im2col and crops), which at
  * inference's batch 1 is one block, run on one core while the others wait. The pairs
@@ -816,7 +894,7 @@ static void stores_v(L *l, const KirLoop *lp) {
 static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_hi) {
     static const char *const names[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
     scopes_open(l, lp);
-    if (rows_outside(lp)) {
+    if (kir_loop_rows_outside(lp)) {
         rows_outside_v(l, lp, i0_lo, i0_hi);
         scopes_close(l);
         return;
@@ -877,6 +955,7 @@ static void steps_v(L *l, const KirFunc *fn, LLVMValueRef *outl) {
     for (int i = 0; i < fn->nsteps; i++) {
         const KirStep *s = &fn->steps[i];
         if (s->kind == KIR_STEP_GEMM) gemm_v(l, &s->g);
+        else if (l->row_fn && l->row_fn[i]) row_blocks_call_v(l, s, l->row_fn[i]);
         else if (outl && outl[i]) {
             LLVMValueRef n = dim_v(l, s->l.ext[0]);
             if (flat_split(l->k, &s->l)) n = LLVMBuildNSWMul(l->b, n, ci64(l, s->l.ext[1].n), "");
@@ -899,8 +978,6 @@ static LLVMValueRef io_ptr(L *l, int field, int io) {
     LLVMValueRef p = LLVMBuildLoad2(l->b, l->pi8, LLVMBuildInBoundsGEP2(l->b, l->pi8, arr, &ix, 1, ""), "");
     return LLVMBuildBitCast(l->b, p, l->pf32, "");
 }
-
-static void bufs_v(L *l, const bool *used);
 
 /* The outlined body of a parallel loop kernel (the C backend's NAME_sI):
  * void (i8 *x, i64 lo, i64 hi), i0 (or the pair index, flat_split) over [lo, hi), for
@@ -931,13 +1008,20 @@ static LLVMValueRef function_v(L *l, KirFn f) {
     const KirProgram *k = l->k;
     const KirFunc *fn = &k->fn[f];
     LLVMValueRef *outl = sup_malloc(sizeof(LLVMValueRef) * (size_t)(fn->nsteps + 1));
+    LLVMValueRef *rows = sup_malloc(sizeof(LLVMValueRef) * (size_t)(fn->nsteps + 1));
+    long scratch = 0;
     for (int i = 0; i < fn->nsteps; i++) {
         const KirStep *s = &fn->steps[i];
-        outl[i] = s->kind == KIR_STEP_LOOP && f != KIR_FN_PREPARE && kir_loop_parallel(k, &s->l) ? outlined_v(l, (KirFn)f, i, s)
-                                                                                                 : NULL;
+        bool batch_fn = s->kind == KIR_STEP_LOOP && f != KIR_FN_PREPARE;
+        long need = batch_fn ? row_blocks(&s->l) : 0;
+        rows[i] = need ? row_blocks_v(l, (KirFn)f, i, s) : NULL;
+        if (need > scratch) scratch = need;
+        outl[i] = batch_fn && !need && kir_loop_parallel(k, &s->l) ? outlined_v(l, (KirFn)f, i, s) : NULL;
     }
     LLVMValueRef fv = add_fn(l, kir_fn_name[f], l->kfn_ty, true);
     fn_begin(l, fv);
+    l->row_fn = rows;
+    l->row_scratch = scratch ? alloca_of(l, LLVMArrayType(l->f64, (unsigned)scratch), "row.acc") : NULL;
     l->exec = LLVMGetParam(fv, 1);
     l->N = exec_field(l, l->exec, X_BATCH, l->i64);
     bool *used = sup_malloc(sizeof(bool) * (size_t)(k->nbufs + 1));
@@ -948,6 +1032,8 @@ static LLVMValueRef function_v(L *l, KirFn f) {
     sup_free(used);
     steps_v(l, fn, outl);
     sup_free(outl);
+    sup_free(rows);
+    l->row_fn = NULL, l->row_scratch = NULL;
     fn_end(l);
     return fv;
 }

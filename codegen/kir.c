@@ -546,7 +546,21 @@ static bool rest_range(const KirProgram *k, const KirLoop *l, const KirIndex *x,
 typedef struct Win {
     long c, lo, hi;
     bool set, ok;
+    long all_lo, all_hi; /* the stores' addresses over every i0 (bounded: all_ok) */
+    bool all_ok;
 } Win;
+
+/* Whether a load at x, over every point of l, reads none of the addresses the stores of
+ * window w write over every i0: then it cannot meet another i0's store (a batchnorm's
+ * centred second moment reads the means in the statistics buffer it writes past). */
+static bool apart_from_stores(const KirProgram *k, const KirLoop *l, const Win *w, const KirIndex *x) {
+    long lo, hi;
+    if (!w->all_ok || l->ext[0].batch || !rest_range(k, l, x, &lo, &hi)) return false;
+    long span = x->coef[0] * (l->ext[0].n - 1);
+    if (span > 0) hi += span;
+    else lo += span;
+    return hi < w->all_lo || lo > w->all_hi;
+}
 
 /* Widens the window of buffer x->buf by one access. */
 static void win_add(const KirProgram *k, const KirLoop *l, Win *w, const KirIndex *x) {
@@ -561,7 +575,9 @@ static void win_add(const KirProgram *k, const KirLoop *l, Win *w, const KirInde
     if (hi > w->hi) w->hi = hi;
 }
 static void win_expr(const KirProgram *k, const KirLoop *l, Win *w, const KirExpr *e) {
-    if (e->op == KIR_E_LOAD && e->idx.buf >= 0 && w[e->idx.buf].set) win_add(k, l, &w[e->idx.buf], &e->idx);
+    if (e->op == KIR_E_LOAD && e->idx.buf >= 0 && w[e->idx.buf].set &&
+        !apart_from_stores(k, l, &w[e->idx.buf], &e->idx))
+        win_add(k, l, &w[e->idx.buf], &e->idx);
     for (int i = 0; i < kir_eop_arity[e->op]; i++) win_expr(k, l, w, e->a[i]);
 }
 
@@ -576,6 +592,12 @@ bool kir_loop_parallel(const KirProgram *k, const KirLoop *l) {
         win_add(k, l, &w[b], &l->st[j].idx);
         w[b].set = true;
     }
+    for (int b = 0; b < k->nbufs; b++) /* the stores' full extent, when i0's is fixed */
+        if (w[b].set && w[b].ok && !l->ext[0].batch) {
+            long span = w[b].c * (l->ext[0].n - 1);
+            w[b].all_lo = w[b].lo + (span < 0 ? span : 0), w[b].all_hi = w[b].hi + (span > 0 ? span : 0);
+            w[b].all_ok = true;
+        }
     for (int j = 0; j < l->nst; j++) win_expr(k, l, w, l->st[j].e);
     bool par = true;
     for (int b = 0; b < k->nbufs; b++) /* windows of consecutive i0 must not overlap */
@@ -738,6 +760,57 @@ KirDim kir_loop_work(const KirLoop *l) {
     for (int d = 0; d < l->ndims; d++) w.n *= l->ext[d].n, w.batch |= l->ext[d].batch;
     if (l->has_red) w.n *= l->red.n, w.batch |= l->red.batch;
     return w;
+}
+
+/* ---- reductions over row blocks ------------------------------------------------------------ */
+
+/* The elements [*lo, *hi] that an index of i0 alone reaches over [0, n); false when it
+ * depends on anything else. */
+static bool i0_range(const KirIndex *x, long n, long *lo, long *hi) {
+    if (x->ntab || x->guard) return false;
+    for (int v = 1; v < KIR_NVARS; v++)
+        if (x->coef[v]) return false;
+    long a = x->off, b = x->off + x->coef[0] * (n - 1);
+    *lo = a < b ? a : b, *hi = a < b ? b : a;
+    return true;
+}
+/* Whether every load in x of the buffer that st stores into reads elements that the
+ * store never writes (batchnorm keeps its statistics side by side in one buffer). */
+static bool loads_apart(const KirExpr *x, const KirIndex *st, long n) {
+    if (x->op == KIR_E_LOAD && x->idx.buf == st->buf) {
+        long a0, a1, b0, b1;
+        if (!i0_range(&x->idx, n, &a0, &a1) || !i0_range(st, n, &b0, &b1) || !(a1 < b0 || b1 < a0)) return false;
+    }
+    for (int i = 0; i < kir_eop_arity[x->op]; i++)
+        if (!loads_apart(x->a[i], st, n)) return false;
+    return true;
+}
+
+bool kir_loop_rows_outside(const KirLoop *l) {
+    if (l->ndims != 1 || !l->has_red || l->ext[0].batch || l->ext[0].n > KIR_ROWS_MAX_EXT || l->ext[0].n < 2)
+        return false;
+    int nred = 0;
+    for (int j = 0; j < l->nst; j++) {
+        const KirStore *st = &l->st[j];
+        if (st->idx.buf < 0 || kir_expr_has(st->e, KIR_E_VAL) || kir_expr_has(st->e, KIR_E_DROPMASK)) return false;
+        for (int q = 0; q < l->nst; q++)
+            if (!loads_apart(st->e, &l->st[q].idx, l->ext[0].n)) return false;
+        const KirExpr *red[16];
+        nred += kir_collect_reductions(st->e, red, 0, 16); /* at most 16 a store, as everywhere */
+    }
+    return nred <= 16; /* the accumulators of all stores */
+}
+
+int kir_loop_reductions(const KirLoop *l, const KirExpr **red) {
+    int n = 0;
+    for (int j = 0; j < l->nst; j++) n = kir_collect_reductions(l->st[j].e, red, n, 16);
+    return n;
+}
+
+bool kir_loop_row_blocks(const KirLoop *l) {
+    const KirExpr *red[16];
+    return kir_loop_rows_outside(l) && l->red.batch &&
+           (long)KIR_ROW_BLOCKS * kir_loop_reductions(l, red) * l->ext[0].n <= KIR_ROW_BLOCKS_MAX_ACC;
 }
 
 /* ---- what expressions and steps touch (the backends' questions) --------------------------- */

@@ -192,6 +192,101 @@ static void both(IrProgram *p) {
     cg_backend = CG_BACKEND_C;
 }
 
+/* The steps of forward_train that a backend's text sums over row blocks: the C printer's
+ * block loop in the step's outlined body (forward_train_sI) or under its comment in
+ * forward_train, LLVM's body forward_train_sI_rows. */
+static bool has_block_loop(const char *from, const char *to) {
+    const char *q = strstr(from, "for (int64_t q = 0; q < 8; q++) {");
+    return q && q < to;
+}
+static void row_block_steps(const CgModel *m, bool llvm, bool *steps, int n) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    if (llvm) assert_true(cg_emit_llvm(f, m, NULL));
+    else cg_emit_c(f, m);
+    fclose(f);
+    memset(steps, 0, sizeof(bool) * (size_t)n);
+    const char *body = llvm ? "@forward_train_s" : "static void forward_train_s";
+    for (const char *c = text; (c = strstr(c, body)) != NULL; c++) {
+        const char *d = c + strlen(body);
+        int i = atoi(d);
+        while (*d >= '0' && *d <= '9') d++;
+        if (i < 0 || i >= n) continue;
+        if (llvm) steps[i] |= strncmp(d, "_rows(", 6) == 0;
+        else if (*d == '(') steps[i] |= has_block_loop(d, strstr(d, "\n}\n"));
+    }
+    const char *fn = llvm ? NULL : strstr(text, "static void forward_train(");
+    const char *end = fn ? strstr(fn, "\n}\n") : NULL;
+    for (const char *c = fn; c && (c = strstr(c, "\n    /* s")) != NULL && c < end; c++) {
+        int i = atoi(c + 10);
+        const char *next = strstr(c + 10, "\n    /* s");
+        if (i >= 0 && i < n && has_block_loop(c, next && next < end ? next : end)) steps[i] = true;
+    }
+    free(text);
+}
+
+/* Both CPU backends compute the same numbers, bit for bit (docs/kernel-ir.md), the batch
+ * statistics summed over row blocks included (kir_loop_row_blocks): each backend's text
+ * groups the same kernels' sums into blocks; a training forward at a batch whose rows do
+ * not split evenly into the blocks gives the same outputs and running statistics, compared
+ * as bytes (the blocks' double sums rarely differ from a running sum after the rounding to
+ * float, so the text is the sharper check). */
+static void test_backends_bitwise(void **state) {
+    if (cg_backends() < 2) skip();
+    IrOverride ov[] = {{"width", 68, false}, {"blocks", 1, false}};
+    IrProgram *p = front_file("examples/videopose3d.net", ov, 2, false);
+    if (!p) skip();
+    const int batch = 5;
+    float *out[2] = {0}, *st[2] = {0};
+    long nout = 0, nst = 0;
+    int blocked = 0;
+    for (int be = 0; be < 2; be++) {
+        cg_backend = be;
+        Built bl = build(p, false);
+        const RtModel *rm = bl.rm;
+        const KirFunc *fn = &bl.m->k->fn[KIR_FN_TRAIN];
+        for (int i = 0; be == 0 && i < fn->nsteps; i++)
+            blocked += fn->steps[i].kind == KIR_STEP_LOOP && kir_loop_row_blocks(&fn->steps[i].l);
+        if (be == 0) {
+            bool *cs = calloc((size_t)fn->nsteps, sizeof(bool)), *ls = calloc((size_t)fn->nsteps, sizeof(bool));
+            row_block_steps(bl.m, false, cs, fn->nsteps);
+            row_block_steps(bl.m, true, ls, fn->nsteps);
+            for (int i = 0; i < fn->nsteps; i++) {
+                bool want = fn->steps[i].kind == KIR_STEP_LOOP && kir_loop_row_blocks(&fn->steps[i].l);
+                if (cs[i] != want || ls[i] != want)
+                    fail_msg("forward_train s%d: row blocks %d, C printer %d, LLVM %d", i, want, cs[i], ls[i]);
+            }
+            free(cs), free(ls);
+        }
+        IrParams *w = ir_params_new(arena, p);
+        ir_params_randomize(w, 11);
+        Bufs b;
+        b.params = calloc((size_t)rm->params_size + 1, sizeof(float));
+        b.state = calloc((size_t)rm->state_size + 1, sizeof(float));
+        b.prep = calloc((size_t)rm->prep_size + 1, sizeof(float));
+        b.arena = calloc((size_t)(rm->arena_per_sample * batch + rm->arena_fixed + 1), sizeof(float));
+        b.in = calloc(2, sizeof(float *));
+        b.out = calloc(2, sizeof(float *));
+        cg_params_from_ir(bl.m, w, b.params, b.state);
+        long nin = (long)batch * (rm->inputs[0].frames ? rm->inputs[0].frames : 1) * rm->inputs[0].features;
+        b.in[0] = calloc((size_t)nin, sizeof(float));
+        for (long k = 0; k < nin; k++) b.in[0][k] = (float)ir_rand_normal(21, (uint64_t)k);
+        nout = (long)batch * (rm->outputs[0].frames ? rm->outputs[0].frames : 1) * rm->outputs[0].features;
+        b.out[0] = calloc((size_t)nout, sizeof(float));
+        run_compiled(rm, &b, batch, RT_MODE_TRAINING);
+        out[be] = b.out[0], st[be] = b.state, nst = rm->state_size;
+        free(b.in[0]), free(b.in), free(b.out), free(b.params), free(b.prep), free(b.arena);
+        dlclose(bl.dl);
+    }
+    cg_backend = CG_BACKEND_C;
+    assert_true(blocked >= 2); /* the batchnorm's mean and centred second moment */
+    assert_memory_equal(out[0], out[1], sizeof(float) * (size_t)nout);
+    assert_memory_equal(st[0], st[1], sizeof(float) * (size_t)nst);
+    for (int be = 0; be < 2; be++) free(out[be]), free(st[be]);
+}
+
 /* ---- examples, small ------------------------------------------------------------------------- */
 
 static void test_videopose3d(void **state) {
@@ -361,6 +456,25 @@ static void test_loop_parallel(void **state) {
     KirStep *s3 = kir_loop(k, KIR_FN_INFER, "overlap", 2, ext);
     kir_store(k, s3, same, kir_load(k, src));
     assert_false(kir_loop_parallel(k, &s3->l));
+    /* a batchnorm's second moment: c[4 + i0] from c[i0], a part of c no i0 writes */
+    int c = kir_buf(k, "c", KIR_BUF_TEMP, 0, 12);
+    KirDim one[1] = {{4, false}};
+    KirIndex lo = kir_ix(c, 0), hi = kir_ix(c, 4);
+    kir_ix_var(&lo, 0, 1), kir_ix_var(&hi, 0, 1);
+    KirStep *s4 = kir_loop(k, KIR_FN_INFER, "apart", 1, one);
+    kir_store(k, s4, hi, kir_load(k, lo));
+    assert_true(kir_loop_parallel(k, &s4->l));
+    /* c[3 + i0] from c[i0]: i0 = 3 reads what i0 = 0 writes */
+    KirIndex near = kir_ix(c, 3);
+    kir_ix_var(&near, 0, 1);
+    KirStep *s5 = kir_loop(k, KIR_FN_INFER, "meets", 1, one);
+    kir_store(k, s5, near, kir_load(k, lo));
+    assert_false(kir_loop_parallel(k, &s5->l));
+    /* over a batch-scaled i0 the stores' extent is unbounded: not apart */
+    KirDim rows[1] = {{4, true}};
+    KirStep *s6 = kir_loop(k, KIR_FN_INFER, "unbounded", 1, rows);
+    kir_store(k, s6, hi, kir_load(k, lo));
+    assert_false(kir_loop_parallel(k, &s6->l));
 }
 
 static void test_videopose3d_baseline(void **state) {
@@ -827,6 +941,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fusion_gathered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backends_bitwise, setup, teardown),
         cmocka_unit_test_setup_teardown(test_action_stconv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forecast_lstm, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nets, setup, teardown),
