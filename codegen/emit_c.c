@@ -3,7 +3,8 @@
  *
  * One C function per kernel IR function; every step is a commented block: a
  * GEMM is an rt_sgemm call (OpenBLAS on the runtime's threads), a loop kernel
- * nested for loops with its reductions as inner loops (accumulated in double);
+ * nested for loops with its reductions as inner loops (accumulated in double; in
+ * 8 blocks of rows where kir_loop_row_blocks says, as the LLVM backend sums them);
  * tanh and the dropout mask are inline functions (codegen/fastmath.c,
  * support/philox.h) that gcc can vectorise. Buffers are pointers
  * into the caller's params / state / prep / inputs / outputs / arena, at the
