@@ -432,49 +432,41 @@ static void test_fusion(void **state) {
     assert_true(lets <= 0);
 }
 
+/* Whether a one-store kernel dst = src over ext is parallel (kir_loop_parallel). */
+static bool copy_parallel(KirProgram *k, const char *name, int nd, KirDim *ext, KirIndex dst, KirIndex src) {
+    KirStep *s = kir_loop(k, KIR_FN_INFER, name, nd, ext);
+    kir_store(k, s, dst, kir_load(k, src));
+    return kir_loop_parallel(k, &s->l);
+}
+
 /* kir_loop_parallel: independent outer iterations only. */
 static void test_loop_parallel(void **state) {
     KirProgram *k = kir_program_new(arena);
     int a = kir_buf(k, "a", KIR_BUF_INPUT, 6, 0), b = kir_buf(k, "b", KIR_BUF_TEMP, 6, 0);
     KirDim ext[2] = {{2, true}, {3, false}};
-    KirStep *s = kir_loop(k, KIR_FN_INFER, "rows", 2, ext);
     KirIndex src = kir_ix(a, 0);
     kir_ix_var(&src, 0, 3), kir_ix_var(&src, 1, 1);
     KirIndex dst = src;
     dst.buf = b;
-    kir_store(k, s, dst, kir_load(k, src));
-    assert_true(kir_loop_parallel(k, &s->l));
+    assert_true(copy_parallel(k, "rows", 2, ext, dst, src));
     /* a later store reading b of the next row: i0 + 1 depends on i0 */
     KirIndex next = dst;
     next.off = 3;
-    KirStep *s2 = kir_loop(k, KIR_FN_INFER, "shifted", 2, ext);
-    kir_store(k, s2, dst, kir_load(k, next));
-    assert_false(kir_loop_parallel(k, &s2->l));
+    assert_false(copy_parallel(k, "shifted", 2, ext, dst, next));
     /* every i0 writes the same three elements */
     KirIndex same = kir_ix(b, 0);
     kir_ix_var(&same, 1, 1);
-    KirStep *s3 = kir_loop(k, KIR_FN_INFER, "overlap", 2, ext);
-    kir_store(k, s3, same, kir_load(k, src));
-    assert_false(kir_loop_parallel(k, &s3->l));
+    assert_false(copy_parallel(k, "overlap", 2, ext, same, src));
     /* a batchnorm's second moment: c[4 + i0] from c[i0], a part of c no i0 writes */
     int c = kir_buf(k, "c", KIR_BUF_TEMP, 0, 12);
-    KirDim one[1] = {{4, false}};
-    KirIndex lo = kir_ix(c, 0), hi = kir_ix(c, 4);
-    kir_ix_var(&lo, 0, 1), kir_ix_var(&hi, 0, 1);
-    KirStep *s4 = kir_loop(k, KIR_FN_INFER, "apart", 1, one);
-    kir_store(k, s4, hi, kir_load(k, lo));
-    assert_true(kir_loop_parallel(k, &s4->l));
+    KirDim one[1] = {{4, false}}, rows[1] = {{4, true}};
+    KirIndex lo = kir_ix(c, 0), hi = kir_ix(c, 4), near = kir_ix(c, 3);
+    kir_ix_var(&lo, 0, 1), kir_ix_var(&hi, 0, 1), kir_ix_var(&near, 0, 1);
+    assert_true(copy_parallel(k, "apart", 1, one, hi, lo));
     /* c[3 + i0] from c[i0]: i0 = 3 reads what i0 = 0 writes */
-    KirIndex near = kir_ix(c, 3);
-    kir_ix_var(&near, 0, 1);
-    KirStep *s5 = kir_loop(k, KIR_FN_INFER, "meets", 1, one);
-    kir_store(k, s5, near, kir_load(k, lo));
-    assert_false(kir_loop_parallel(k, &s5->l));
+    assert_false(copy_parallel(k, "meets", 1, one, near, lo));
     /* over a batch-scaled i0 the stores' extent is unbounded: not apart */
-    KirDim rows[1] = {{4, true}};
-    KirStep *s6 = kir_loop(k, KIR_FN_INFER, "unbounded", 1, rows);
-    kir_store(k, s6, hi, kir_load(k, lo));
-    assert_false(kir_loop_parallel(k, &s6->l));
+    assert_false(copy_parallel(k, "unbounded", 1, rows, hi, lo));
 }
 
 static void test_videopose3d_baseline(void **state) {
