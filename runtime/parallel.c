@@ -2,9 +2,10 @@
  *
  * Generated code (both CPU backends) outlines every loop kernel whose outer iterations
  * are independent (kir_loop_parallel) into fn(ctx, lo, hi) and calls rt_parallel_for:
- * the caller runs the first block of i0 and a small persistent pool of threads - 1
- * workers the others. Loop kernels give the same results at every thread count: every
- * point is computed by exactly one thread, in the same arithmetic.
+ * the job's i0 are cut into chunks that the caller and a small persistent pool of
+ * threads - 1 workers claim one at a time. Loop kernels give the same results at every
+ * thread count and every claim order: every point is computed by exactly one thread, in
+ * the same arithmetic.
  *
  * GEMMs run on the same threads (rt_sgemm): each thread calls a single-threaded
  * OpenBLAS sgemm on blocks of C's rows (or columns, when C has few rows; or slices of
@@ -36,6 +37,10 @@ enum {
 /* Below this many points (times the reduction's length) a kernel runs on the caller
  * alone: waking a worker costs a few microseconds. */
 #define RT_PARALLEL_MIN_WORK 16384
+/* A job is cut into this many chunks a thread (fewer when it has fewer iterations), which
+ * the threads claim one at a time: a thread that the host slows down, or that wakes late,
+ * takes fewer. */
+#define RT_CHUNKS_PER_THREAD 16
 
 static struct {
     int threads;              /* --threads: the caller and threads - 1 workers */
@@ -53,7 +58,8 @@ static struct {
     RtParallelFn fn;
     void *ctx;
     int64_t n;
-    int parts;
+    int64_t chunks;
+    atomic_llong next;        /* the next chunk a thread claims */
 } pool = {.threads = 1, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static double now_ns(void) {
@@ -62,15 +68,17 @@ static double now_ns(void) {
     return 1e9 * (double)t.tv_sec + (double)t.tv_nsec;
 }
 
-/* Block p of parts over [0, n): contiguous, sizes differing by at most one. */
-static void run_part(int p) {
-    if (p >= pool.parts) return;
-    int64_t lo = pool.n * p / pool.parts, hi = pool.n * (p + 1) / pool.parts;
-    if (lo < hi) pool.fn(pool.ctx, lo, hi);
+/* The job's chunks, claimed one at a time until none is left: chunk c is [n c / chunks,
+ * n (c + 1) / chunks), contiguous, sizes differing by at most one. */
+static void run_chunks(void) {
+    for (int64_t c; (c = atomic_fetch_add_explicit(&pool.next, 1, memory_order_relaxed)) < pool.chunks;) {
+        int64_t lo = pool.n * c / pool.chunks, hi = pool.n * (c + 1) / pool.chunks;
+        if (lo < hi) pool.fn(pool.ctx, lo, hi);
+    }
 }
 
 static void *worker(void *arg) {
-    int id = (int)(intptr_t)arg; /* 1.. */
+    (void)arg;
     unsigned seen = pool.start_gen; /* not gen now: the first job may already have been posted */
     for (;;) {
         double t0 = now_ns();
@@ -89,7 +97,7 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&pool.mu);
         if (quit) return NULL;
         seen = atomic_load_explicit(&pool.gen, memory_order_acquire);
-        run_part(id);
+        run_chunks();
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_acq_rel);
     }
 }
@@ -135,7 +143,7 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
     if (pool.nworkers == 0) { /* started on first use, so a program that never needs them has none */
         pool.start_gen = atomic_load(&pool.gen);
         for (int i = 1; i < pool.threads; i++) {
-            if (pthread_create(&pool.th[pool.nworkers], NULL, worker, (void *)(intptr_t)i) != 0) break;
+            if (pthread_create(&pool.th[pool.nworkers], NULL, worker, NULL) != 0) break;
             pool.nworkers++;
         }
         if (pool.nworkers == 0) { /* no threads to be had: run alone */
@@ -144,14 +152,15 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
             return;
         }
     }
-    int parts = pool.nworkers + 1;
-    pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.parts = parts < n ? parts : (int)n;
+    int64_t chunks = (int64_t)RT_CHUNKS_PER_THREAD * (pool.nworkers + 1);
+    pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.chunks = chunks < n ? chunks : n;
+    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
     pthread_mutex_lock(&pool.mu);
     atomic_fetch_add_explicit(&pool.gen, 1, memory_order_acq_rel);
     if (pool.sleepers) pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
-    run_part(0);
+    run_chunks();
     for (int i = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < pool.nworkers; i++)
         if ((i & 63) == 63) sched_yield();
     atomic_store(&pool.busy, false);
@@ -162,12 +171,13 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
 /* A GEMM is cut into parts that depend on its shape alone, never on the thread count:
  * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
  * results are the same at every --threads (a resumed run at --threads 1 matches an
- * unbroken one at 2, bit for bit). Threads claim parts from a counter, one at a time, so a
- * core the host slows down takes fewer of them: with a fixed half each, the worker thread
- * here took 4 to 12 % longer over its half than the caller over the same work, and the
- * caller waited (measured per GEMM in one process, each call site alternating between
- * the two ways: 1 to 9 % less time in the GEMMs claimed). Up to 32 parts of C's rows or
- * columns (each at least 2^20 multiply-adds), up to 8 of k.
+ * unbroken one at 2, bit for bit). Each part is one of rt_parallel_for's chunks, which the
+ * threads claim one at a time, so a core the host slows down takes fewer of them: with a
+ * fixed half each, the worker thread here took 4 to 12 % longer over its half than the
+ * caller over the same work, and the caller waited (measured per GEMM in one process,
+ * each call site alternating between the two ways: 1 to 9 % less time in the GEMMs
+ * claimed). Up to 32 parts of C's rows or columns (each at least 2^20 multiply-adds), up
+ * to 8 of k.
  *
  * Most GEMMs are cut into blocks of C's rows (or columns, when C has few rows); each
  * part packs the operand it shares with the others (B when cut by rows) once more, a
@@ -196,7 +206,6 @@ typedef struct Gemm {
     float *c;
     GemmCut cut;
     int parts;
-    atomic_int next;  /* the next part a thread claims */
     float *scratch; /* CUT_K: parts - 1 slices of m n floats, row stride n */
 } Gemm;
 
@@ -215,12 +224,9 @@ static int part_start(const Gemm *g, int64_t p) {
     return (int)(blocks * p / g->parts * unit);
 }
 
-/* rt_parallel_for's job: every thread claims parts until none is left (its block [lo, hi)
- * of the job is not used). */
 static void gemm_parts(void *ctx, int64_t lo, int64_t hi) {
-    (void)lo, (void)hi;
-    Gemm *g = ctx;
-    for (int p; (p = atomic_fetch_add_explicit(&g->next, 1, memory_order_relaxed)) < g->parts;) {
+    const Gemm *g = ctx;
+    for (int64_t p = lo; p < hi; p++) {
         int from = part_start(g, p), len = part_start(g, p + 1) - from;
         if (len <= 0) continue;
         const float *a = g->a, *b = g->b;
@@ -277,7 +283,7 @@ void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
               float beta, float *c, int ldc) {
     if (m <= 0 || n <= 0) return;
     int64_t work = (int64_t)m * n * (k > 0 ? k : 1);
-    Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, CUT_K, k_parts(m, n, k), 0, NULL};
+    Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, CUT_K, k_parts(m, n, k), NULL};
     if (g.parts > 1) {
         /* the pool's scratch, or, for a second caller meanwhile, one of its own: the cut
          * (and so the result) must not depend on who else is multiplying */

@@ -127,9 +127,10 @@ int rt_rng_keep(uint64_t seed, uint64_t stream, uint64_t k, double p);
 /* ---- parallel.c: the generated loop kernels and GEMMs on every core -------------------- */
 /* A loop kernel's outer iterations [lo, hi) (generated code outlines them). */
 typedef void (*RtParallelFn)(void *ctx, int64_t lo, int64_t hi);
-/* Runs fn over [0, n) in contiguous blocks, one per thread, and returns when all are done;
- * serially (fn(ctx, 0, n)) with one thread, or when `work` (the kernel's points) is too
- * small to pay for waking a worker. */
+/* Runs fn over [0, n) in contiguous chunks (16 a thread, fewer when n is smaller) that the
+ * threads claim one at a time, and returns when all are done: every index exactly once,
+ * the chunks the same whichever thread runs them. Serially (fn(ctx, 0, n)) with one
+ * thread, or when `work` (the kernel's points) is too small to pay for waking a worker. */
 void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work);
 /* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm (ta, tb: 0 or 1 for
  * transposed), in blocks of C's rows or columns on the pool's threads: the generated

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,6 +31,35 @@ static double lcg(void) {
 static float grid(void) { return (float)(floor(lcg() * 256.0 - 128.0) / 64.0); }
 
 /* ---- GEMMs on the thread pool (runtime/parallel.c) ------------------------------------- */
+
+/* rt_parallel_for at 2 threads: every index exactly once, over jobs longer and shorter than
+ * the chunks a thread claims, and the chunks' bounds the same in every run (the threads
+ * claim them in whatever order). */
+static atomic_int par_seen[5000];
+static atomic_llong par_bounds;
+static void par_mark(void *ctx, int64_t lo, int64_t hi) {
+    (void)ctx;
+    for (int64_t i = lo; i < hi; i++) atomic_fetch_add(&par_seen[i], 1);
+    atomic_fetch_add(&par_bounds, lo * 7919 + hi);
+}
+static void test_parallel_for_chunks(void **st) {
+    (void)st;
+    rt_parallel_set_threads(2);
+    static const int64_t lens[] = {5000, 33, 2};
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+        long long first = 0;
+        for (int rep = 0; rep < 4; rep++) {
+            for (int i = 0; i < 5000; i++) atomic_store(&par_seen[i], 0);
+            atomic_store(&par_bounds, 0);
+            rt_parallel_for(par_mark, NULL, lens[li], 1 << 20);
+            for (int64_t i = 0; i < lens[li]; i++) assert_int_equal(atomic_load(&par_seen[i]), 1);
+            for (int64_t i = lens[li]; i < 5000; i++) assert_int_equal(atomic_load(&par_seen[i]), 0);
+            if (rep == 0) first = atomic_load(&par_bounds);
+            else assert_int_equal(atomic_load(&par_bounds), first);
+        }
+    }
+    rt_parallel_set_threads(1);
+}
 
 /* rt_sgemm against a double reference, and bit for bit the same at 1 and 2 threads, for
  * each way it cuts a GEMM: rows, columns, and along k (a weight gradient's shape:
@@ -545,6 +575,7 @@ static void test_progress(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parallel_for_chunks),
         cmocka_unit_test(test_sgemm_parts),
         cmocka_unit_test(test_sgd_momentum_two_steps),
         cmocka_unit_test(test_adam_two_steps),
