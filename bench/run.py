@@ -151,6 +151,9 @@ def chiralc_bench(prog, batch, steps, infer_only):
     m = re.search(r"training step\s+([\d.]+) ms", out)
     if m:
         res["train_s"] = float(m.group(1)) / 1e3
+    m = re.search(r"threads \(.*\), OpenBLAS (\S+)", out)
+    if m:
+        res["blas_core"] = m.group(1)
     return res
 
 
@@ -489,6 +492,12 @@ def main():
     title = "quick sizes (smoke test, not the issue's measurement)" if a.quick else "issue 4 sizes"
     md.append(f"Benchmark: VideoPose3D, {blocks} blocks ({field}-frame receptive field), width {width} written / "
               f"{(width // 17) * 17} chiral, {THREADS} threads; {title}.")
+    cores = sorted({r.get("blas_core") for part in R.values() if isinstance(part, dict)
+                    for r in part.values() if isinstance(r, dict) and r.get("blas_core")})
+    if cores:
+        env = os.environ.get("OPENBLAS_CORETYPE")
+        md.append(f"OpenBLAS kernels in the chiralc programs and bench/sgemm.c: {', '.join(cores)} "
+                  f"({'OPENBLAS_CORETYPE=' + env + ' in the environment' if env else 'chosen by OpenBLAS for this CPU'}).")
     md.append("")
 
     # inference

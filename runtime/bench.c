@@ -11,6 +11,10 @@
 
 #include "runtime/rt.h"
 
+/* OpenBLAS's kernels (its DYNAMIC_ARCH choice, or OPENBLAS_CORETYPE's): printed with the
+ * timings, since they set the GEMMs' speed. */
+char *openblas_get_corename(void);
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -82,7 +86,8 @@ int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
     }
     const double fwd = median(t, steps);
     if (be->host_memory)
-        printf("%s: batch %" PRId64 ", %d steps, %d threads (%s)\n", m->name, batch, steps, o->threads, m->options);
+        printf("%s: batch %" PRId64 ", %d steps, %d threads (%s), OpenBLAS %s\n", m->name, batch, steps, o->threads,
+               m->options, openblas_get_corename());
     else
         printf("%s: batch %" PRId64 ", %d steps, %s on %s (%s)\n", m->name, batch, steps, be->name, be->device(),
                m->options);
