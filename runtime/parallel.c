@@ -133,7 +133,8 @@ void rt_parallel_set_threads(int n) {
 
 int rt_parallel_threads(void) { return pool.threads; }
 
-void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
+/* rt_parallel_for with per_thread chunks a thread. */
+static void parallel_run(RtParallelFn fn, void *ctx, int64_t n, int64_t work, int per_thread) {
     bool idle = false;
     if (pool.threads < 2 || n < 2 || work < RT_PARALLEL_MIN_WORK ||
         !atomic_compare_exchange_strong(&pool.busy, &idle, true)) {
@@ -152,7 +153,7 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
             return;
         }
     }
-    int64_t chunks = (int64_t)RT_CHUNKS_PER_THREAD * (pool.nworkers + 1);
+    int64_t chunks = (int64_t)per_thread * (pool.nworkers + 1);
     pool.fn = fn, pool.ctx = ctx, pool.n = n, pool.chunks = chunks < n ? chunks : n;
     atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
     atomic_store_explicit(&pool.done, 0, memory_order_relaxed);
@@ -166,18 +167,19 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
     atomic_store(&pool.busy, false);
 }
 
+void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
+    parallel_run(fn, ctx, n, work, RT_CHUNKS_PER_THREAD);
+}
+
 /* ---- GEMMs on the pool ---------------------------------------------------------------- */
 
 /* A GEMM is cut into parts that depend on its shape alone, never on the thread count:
  * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
  * results are the same at every --threads (a resumed run at --threads 1 matches an
- * unbroken one at 2, bit for bit). Each part is one of rt_parallel_for's chunks, which the
- * threads claim one at a time, so a core the host slows down takes fewer of them: with a
- * fixed half each, the worker thread here took 4 to 12 % longer over its half than the
- * caller over the same work, and the caller waited (measured per GEMM in one process,
- * each call site alternating between the two ways: 1 to 9 % less time in the GEMMs
- * claimed). Up to 32 parts of C's rows or columns (each at least 2^20 multiply-adds), up
- * to 8 of k.
+ * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy. Each thread
+ * takes one contiguous block of the parts (one chunk a thread): claimed one part at a time,
+ * with up to 32 parts, the inference pass at batch 1 took 8 to 10 % longer (interleaved
+ * runs), though the training GEMMs gained a little.
  *
  * Most GEMMs are cut into blocks of C's rows (or columns, when C has few rows); each
  * part packs the operand it shares with the others (B when cut by rows) once more, a
@@ -189,8 +191,7 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
  * adds the slices to C in the order p = 1, 2, ...: every element's additions are the
  * same whichever thread made which slice. */
 enum {
-    GEMM_PARTS_K = 8,      /* k parts at most (each a scratch C to sum) */
-    GEMM_PARTS_C = 32,     /* row or column parts at most */
+    GEMM_PARTS = 8,
     GEMM_BLOCK = 16,       /* row and column parts start at multiples of OpenBLAS's register tile */
     GEMM_KSLICE = 2048,    /* a k part is about this deep at least; parts start at multiples of 256 */
 };
@@ -274,7 +275,7 @@ static void gemm_sum_slices(void *ctx, int64_t lo, int64_t hi) {
 static int k_parts(int m, int n, int k) {
     if (k < 2 * GEMM_KSLICE || k < 2 * (m > n ? m : n)) return 1;
     int64_t parts = k / GEMM_KSLICE, mn = (int64_t)m * n;
-    if (parts > GEMM_PARTS_K) parts = GEMM_PARTS_K;
+    if (parts > GEMM_PARTS) parts = GEMM_PARTS;
     while (parts > 1 && (parts - 1) * mn > GEMM_SCRATCH_MAX) parts--;
     return (int)parts;
 }
@@ -295,7 +296,7 @@ void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
             gemm_scratch.len = need;
         }
         g.scratch = shared ? gemm_scratch.p : rt_malloc((size_t)need * sizeof(float));
-        rt_parallel_for(gemm_parts, &g, g.parts, work);
+        parallel_run(gemm_parts, &g, g.parts, work, 1);
         rt_parallel_for(gemm_sum_slices, &g, m, (int64_t)m * n * (g.parts - 1));
         if (shared) atomic_store(&gemm_scratch.busy, false);
         else rt_free(g.scratch);
@@ -305,7 +306,7 @@ void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
     int64_t len = g.cut == CUT_ROWS ? m : n, blocks = (len + GEMM_BLOCK - 1) / GEMM_BLOCK;
     /* worth cutting: at least 2^20 multiply-adds a part */
     int64_t by_work = work >> 20;
-    g.parts = (int)(blocks < GEMM_PARTS_C ? blocks : GEMM_PARTS_C);
+    g.parts = (int)(blocks < GEMM_PARTS ? blocks : GEMM_PARTS);
     if (by_work < g.parts) g.parts = by_work > 1 ? (int)by_work : 1;
-    rt_parallel_for(gemm_parts, &g, g.parts, work);
+    parallel_run(gemm_parts, &g, g.parts, work, 1);
 }

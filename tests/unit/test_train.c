@@ -68,7 +68,7 @@ static void test_sgemm_parts(void **st) {
     (void)st;
     static const int shapes[][3] = {
         {300, 200, 64},  /* rows */
-        {1000, 96, 300}, /* rows: 27 parts, more than threads claim at once */
+        {1000, 96, 300}, /* rows: 8 parts */
         {8, 700, 300},   /* columns: fewer rows than a part's block */
         {37, 45, 9000},  /* k: four slices of 2304, 2304, 2304, 2088 */
         {3, 5, 4100},    /* k: two slices */
@@ -88,7 +88,7 @@ static void test_sgemm_parts(void **st) {
                 rt_parallel_set_threads(1);
                 rt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c1, ldc);
                 rt_parallel_set_threads(2);
-                for (int rep = 0; rep < 3; rep++) { /* which thread claims which part varies */
+                for (int rep = 0; rep < 3; rep++) { /* which thread takes which block varies */
                     memcpy(c2, c0, sizeof(float) * (size_t)m * ldc);
                     rt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
                     assert_memory_equal(c1, c2, sizeof(float) * (size_t)m * ldc);
