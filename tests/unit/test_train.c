@@ -8,8 +8,8 @@
 #include <cmocka.h>
 
 #include <math.h>
-#include <stdlib.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
