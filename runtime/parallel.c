@@ -176,7 +176,8 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
 /* A GEMM is cut into parts that depend on its shape alone, never on the thread count:
  * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
  * results are the same at every --threads (a resumed run at --threads 1 matches an
- * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy. Each thread
+ * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy, where the
+ * GEMM has rows enough for them (amortised_parts). Each thread
  * takes one contiguous block of the parts (one chunk a thread): claimed one part at a time,
  * with up to 32 parts, the inference pass at batch 1 took 8 to 10 % longer (interleaved
  * runs), though the training GEMMs gained a little.
@@ -194,6 +195,7 @@ enum {
     GEMM_PARTS = 8,
     GEMM_BLOCK = 16,       /* row and column parts start at multiples of OpenBLAS's register tile */
     GEMM_KSLICE = 2048,    /* a k part is about this deep at least; parts start at multiples of 256 */
+    GEMM_PART_ROWS = 512,  /* a row or column part is about this long at least (amortised_parts) */
 };
 /* Scratch for the k parts, in floats: (parts - 1) m n stays below this. */
 #define GEMM_SCRATCH_MAX ((int64_t)1 << 24)
@@ -270,6 +272,21 @@ static void gemm_sum_slices(void *ctx, int64_t lo, int64_t hi) {
     }
 }
 
+/* Parts of C's rows (or columns) each pack the shared operand (n k floats) once more, so
+ * a part of few rows spends much of its time copying: at batch 1 the inference pass's
+ * GEMMs have 1000-1240 rows, and in eight parts of about 150 rows OpenBLAS's packing was
+ * a tenth of the pass's samples (perf, AVX-512 kernels); in two parts those GEMMs took
+ * 0.92 of the time (0.98 with the AVX2 kernels), the training's of 9216 rows and more the same. So at most one part per GEMM_PART_ROWS
+ * rows, and a power of two, so that 2, 4 or 8 threads take equal shares of the contiguous
+ * blocks; two at least, wherever the work rule wanted more. */
+static int amortised_parts(int parts, int64_t len) {
+    if (parts <= 2) return parts;
+    int64_t most = len / GEMM_PART_ROWS;
+    int p = 2;
+    while (p * 2 <= parts && p * 2 <= most) p *= 2;
+    return p;
+}
+
 /* How many k parts (1: cut C instead): when k is deep against C's sides, so that a row
  * or column part would repack the whole of the other operand. */
 static int k_parts(int m, int n, int k) {
@@ -308,5 +325,6 @@ void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
     int64_t by_work = work >> 20;
     g.parts = (int)(blocks < GEMM_PARTS ? blocks : GEMM_PARTS);
     if (by_work < g.parts) g.parts = by_work > 1 ? (int)by_work : 1;
+    g.parts = amortised_parts(g.parts, len);
     parallel_run(gemm_parts, &g, g.parts, work, 1);
 }

@@ -68,7 +68,9 @@ static void test_sgemm_parts(void **st) {
     (void)st;
     static const int shapes[][3] = {
         {300, 200, 64},  /* rows */
-        {1000, 96, 300}, /* rows: 8 parts */
+        {1000, 96, 300}, /* rows: 2 parts (fewer than 512 rows a part would be) */
+        {4200, 40, 64},  /* rows: 8 parts */
+        {1600, 80, 100}, /* rows: 2 parts (3 allowed; a power of two) */
         {8, 700, 300},   /* columns: fewer rows than a part's block */
         {37, 45, 9000},  /* k: four slices of 2304, 2304, 2304, 2088 */
         {3, 5, 4100},    /* k: two slices */
