@@ -31,6 +31,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 THREADS = 2
+# --openblas-coretype: None leaves the environment's OPENBLAS_CORETYPE (or its absence) alone;
+# "auto" removes it, so that OpenBLAS picks the kernels for this CPU; a name sets it.
+OPENBLAS_CORETYPE = None
 
 # Sizes. `frames` of the inference net: receptive field - 1 + output frames.
 FULL = dict(blocks=4, width=1024, infer_out=1000, infer_steps=5, infer_rounds=3, train_batches=[256, 1024], train_steps=3,
@@ -52,6 +55,10 @@ def child_env():
     env = dict(os.environ)
     for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[k] = str(THREADS)
+    if OPENBLAS_CORETYPE == "auto":
+        env.pop("OPENBLAS_CORETYPE", None)
+    elif OPENBLAS_CORETYPE:
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORETYPE
     return env
 
 
@@ -307,7 +314,17 @@ def main():
                     help="measure torch.compile (default: yes, except with --quick)")
     ap.add_argument("--no-compile", dest="compile", action="store_false")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch altogether")
+    ap.add_argument("--openblas-coretype", metavar="NAME",
+                    help="OpenBLAS kernels for the chiralc programs and the sgemm bound alike: a core name "
+                         "(SkylakeX, Haswell, ...), or 'auto' for OpenBLAS's own choice for this CPU "
+                         "(default: the environment's OPENBLAS_CORETYPE, if any)")
     a = ap.parse_args()
+    global OPENBLAS_CORETYPE
+    if a.openblas_coretype is not None:
+        if not re.fullmatch(r"auto|[A-Za-z][A-Za-z0-9_]*", a.openblas_coretype):
+            ap.error(f"--openblas-coretype: '{a.openblas_coretype}' is not a core name (SkylakeX, Haswell, ...) "
+                     "or 'auto'")
+        OPENBLAS_CORETYPE = a.openblas_coretype
 
     cfg = dict(QUICK if a.quick else FULL)
     if a.batches:
@@ -495,9 +512,10 @@ def main():
     cores = sorted({r.get("blas_core") for part in R.values() if isinstance(part, dict)
                     for r in part.values() if isinstance(r, dict) and r.get("blas_core")})
     if cores:
-        env = os.environ.get("OPENBLAS_CORETYPE")
-        md.append(f"OpenBLAS kernels in the chiralc programs and bench/sgemm.c: {', '.join(cores)} "
-                  f"({'OPENBLAS_CORETYPE=' + env + ' in the environment' if env else 'chosen by OpenBLAS for this CPU'}).")
+        env = child_env().get("OPENBLAS_CORETYPE")
+        how = ("chosen by OpenBLAS for this CPU" if not env else
+               f"OPENBLAS_CORETYPE={env} " + ("from --openblas-coretype" if OPENBLAS_CORETYPE else "in the environment"))
+        md.append(f"OpenBLAS kernels in the chiralc programs and bench/sgemm.c: {', '.join(cores)} ({how}).")
     md.append("")
 
     # inference
