@@ -11,9 +11,9 @@ VideoPose3D (243-frame receptive field, width 1024 written / 1020 chiral):
 Variants: chiralc folded, --no-fold and --baseline (chiralc build -O2, timed by the program's
 own `bench --threads 2`); PyTorch eager and torch.compile of the baseline and of the chiral
 network written like the paper's reference code (bench/torch_bench.py); OpenBLAS sgemm on the
-folded network's GEMM shapes (bench/sgemm.c), the machine's practical limit. Every measurement
-runs in a fresh child process; its peak resident set is its maximum RSS (wait4). 2 threads
-everywhere. The issue's targets are computed from the figures, not asserted: exit status 0
+folded network's GEMM shapes (bench/sgemm.c), the machine's practical limit, measured after
+every round of the programs (the median is the limit). Every measurement runs in a fresh
+child process; its peak resident set is its maximum RSS (wait4). 2 threads everywhere. The issue's targets are computed from the figures, not asserted: exit status 0
 whether they hold or not (non-zero only when the benchmark itself fails).
 """
 import argparse
@@ -232,9 +232,22 @@ def sgemm_rate(exe, shapes, min_time, runtime=False):
             "raw": out}
 
 
-def sgemm_limit(exe, why, kir_text, fns, batch, min_time):
+def median_run(results, key="seconds"):
+    """The result whose `key` is the median of those that have it (the lower of the middle two
+    for an even count), with every one's figure under 'rounds'."""
+    ok = sorted((r for r in results if key in r), key=lambda r: r[key])
+    if not ok:
+        return results[-1] if results else {"error": "not measured"}
+    res = dict(ok[(len(ok) - 1) // 2])
+    res["rounds"] = [r[key] for r in results if key in r]
+    return res
+
+
+def sgemm_limit(exe, why, kir_text, fns, batch, min_time, rounds=None):
     """Useful multiply-adds of the GEMMs of `fns`, and the sgemm rate on their shapes: merged
-    (the limit) with the rate on the shapes as the compiled code issues them under 'issued'."""
+    (the limit) with the rate on the shapes as the compiled code issues them under 'issued'.
+    rounds: measurements of the merged shapes taken between the programs' rounds; the median
+    one is the limit (measured once, here, without)."""
     merged = gemm_shapes(kir_text, fns, batch, merge=True)
     issued = gemm_shapes(kir_text, fns, batch)
     macs = macs_of(issued)
@@ -242,7 +255,7 @@ def sgemm_limit(exe, why, kir_text, fns, batch, min_time):
         return macs, {"error": "no GEMM steps found in the kernel IR"}
     if not exe:
         return macs, {"error": why}
-    res = sgemm_rate(exe, merged, min_time)
+    res = median_run(rounds) if rounds else sgemm_rate(exe, merged, min_time)
     res["issued"] = sgemm_rate(exe, issued, min_time) if issued != merged else res
     return macs, res
 
@@ -409,12 +422,20 @@ def main():
                 runs[name] = (lambda net=net, comp=comp: torch_bench(python, net, "infer", "dilated", blocks, width,
                                                                      infer_frames, 1, cfg["infer_steps"], comp),
                               "seconds")
+    # The sgemm bound takes its turn in every round too: measured once, a slow minute moved
+    # it by a third (289 against 394 GFLOP/s in two runs of the same shapes).
+    kir_infer = cc.kir(infer_net, infer_sets)
+    bound_shapes = gemm_shapes(kir_infer, {"forward_infer"}, 1, merge=True)
     per_round = {name: [] for name in runs}
+    bound_rounds = []
     for r in range(rounds):
         for name, (run, key) in runs.items():
             res = run()
             per_round[name].append(res)
             log(f"  round {r + 1}, {name}: {fmt(res.get(key), '.4f')} s/pass {res.get('error', '')}")
+        if sg_exe and bound_shapes:
+            bound_rounds.append(sgemm_rate(sg_exe, bound_shapes, cfg["sgemm_min_time"]))
+            log(f"  round {r + 1}, sgemm bound: {fmt(bound_rounds[-1].get('gflops'), '.1f')} GFLOP/s")
     for name, (run, key) in runs.items():
         res_list = per_round[name]
         ok = [x for x in res_list if key in x]
@@ -428,8 +449,8 @@ def main():
         R["infer"][name] = res
         if name.startswith("PyTorch") and res.get("out_frames") != out_frames:
             notes.append(f"{name}: {res.get('out_frames')} output frames, chiralc {out_frames}")
-    kir_infer = cc.kir(infer_net, infer_sets)
-    macs_infer, sg_infer = sgemm_limit(sg_exe, sg_err, kir_infer, {"forward_infer"}, 1, cfg["sgemm_min_time"])
+    macs_infer, sg_infer = sgemm_limit(sg_exe, sg_err, kir_infer, {"forward_infer"}, 1, cfg["sgemm_min_time"],
+                                       bound_rounds)
     tab_macs = cc.table_macs(infer_net, infer_sets)
     if tab_macs is not None and tab_macs != macs_infer:
         notes.append(f"inference: GEMM multiply-adds {macs_infer:,} differ from inspect --table's {tab_macs:,}")
@@ -455,12 +476,22 @@ def main():
         # of its rounds: one variant after another, the same two programs' ratio moved by a
         # tenth from run to run (folded against --no-fold: 1.40x and 1.74x half an hour apart)
         per_round = {v: [] for v in progs}
+        fns = {"forward_train", "backward_train"}
+        bounds = {"folded": gemm_shapes(kir_train, fns, b, merge=True) if sg_exe else None,
+                  "no-fold": gemm_shapes(kir_train_nofold, fns, b, merge=True)
+                  if sg_exe and kir_train_nofold and b == big_batch else None}
+        bound_rounds = {k: [] for k in bounds}
         for r in range(rounds):
             for variant, (prog, err, bs) in progs.items():
                 res = {"error": err} if err else chiralc_bench(prog, b, steps, infer_only=False)
                 per_round[variant].append(res)
                 log(f"  round {r + 1}, chiralc {variant}: {fmt(res.get('train_s'), '.3f')} s/step "
                     f"{res.get('error', '')}")
+            for k, shapes in bounds.items():
+                if shapes:
+                    bound_rounds[k].append(sgemm_rate(sg_exe, shapes, cfg["sgemm_min_time"]))
+                    log(f"  round {r + 1}, sgemm bound ({k} shapes): "
+                        f"{fmt(bound_rounds[k][-1].get('seconds'), '.3f')} s")
         for variant, (prog, err, bs) in progs.items():
             ok = [x for x in per_round[variant] if "train_s" in x]
             if not ok:
@@ -472,18 +503,18 @@ def main():
             res["rounds"] = [x["train_s"] for x in ok]
             res["build_s"] = bs
             R["train"][b]["chiralc " + variant] = res
-        macs_train[b], sg_train[b] = sgemm_limit(sg_exe, sg_err, kir_train, {"forward_train", "backward_train"}, b,
-                                                 cfg["sgemm_min_time"])
+        macs_train[b], sg_train[b] = sgemm_limit(sg_exe, sg_err, kir_train, fns, b, cfg["sgemm_min_time"],
+                                                 bound_rounds["folded"])
         log(f"  sgemm on the folded shapes: {fmt(sg_train[b].get('gflops'), '.1f')} GFLOP/s")
         if b == big_batch and kir_train_nofold:
-            _, sg_train_nofold = sgemm_limit(sg_exe, sg_err, kir_train_nofold, {"forward_train", "backward_train"}, b,
-                                             cfg["sgemm_min_time"])
+            _, sg_train_nofold = sgemm_limit(sg_exe, sg_err, kir_train_nofold, fns, b, cfg["sgemm_min_time"],
+                                             bound_rounds["no-fold"])
             log(f"  sgemm on the --no-fold shapes: {fmt(sg_train_nofold.get('seconds'), '.3f')} s")
             if sg_rt_exe:
                 # the same bound with each GEMM issued as the programs issue it (rt_sgemm's
                 # single-threaded parts on the runtime's pool), where the rates per shape differ
                 for name, text in (("folded", kir_train), ("no-fold", kir_train_nofold)):
-                    issued = gemm_shapes(text, {"forward_train", "backward_train"}, b)
+                    issued = gemm_shapes(text, fns, b)
                     sg_issued_rt[name] = sgemm_rate(sg_rt_exe, issued, cfg["sgemm_min_time"], runtime=True)
                 log(f"  rt_sgemm, folded and --no-fold shapes: {fmt(sg_issued_rt['folded'].get('seconds'), '.3f')} s, "
                     f"{fmt(sg_issued_rt['no-fold'].get('seconds'), '.3f')} s")
@@ -550,9 +581,12 @@ def main():
         iss = sg.get("issued", {})
         issued = "" if iss is sg else (f" (on the shapes as issued, strided batches one GEMM a sample: "
                                        f"{fmt(iss.get('gflops'), '.1f')} GFLOP/s)")
+        rounds = sg.get("rounds") or []
+        of = (f"; the median of {len(rounds)}, one after each round of the programs: "
+              f"{', '.join(f'{1e3 * x:.1f}' for x in rounds)} ms" if len(rounds) > 1 else "")
         return f, (f"{macs / 1e9:.2f} G useful multiply-adds (folded GEMMs) in {1e3 * t:.1f} ms: "
                    f"{achieved:.1f} GFLOP/s; OpenBLAS sgemm on the same shapes {sg['gflops']:.1f} GFLOP/s "
-                   f"({1e3 * sg['seconds']:.1f} ms){issued}; fraction {100 * f:.0f}%")
+                   f"({1e3 * sg['seconds']:.1f} ms{of}){issued}; fraction {100 * f:.0f}%")
 
     frac_i, line_i = frac_line(macs_infer, t_fold_i, sg_infer)
     md.append(f"- sgemm limit: {line_i}")
