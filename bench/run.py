@@ -13,8 +13,9 @@ own `bench --threads 2`); PyTorch eager and torch.compile of the baseline and of
 network written like the paper's reference code (bench/torch_bench.py); OpenBLAS sgemm on the
 folded network's GEMM shapes (bench/sgemm.c), the machine's practical limit, measured after
 every round of the programs (the median is the limit). Every measurement runs in a fresh
-child process; its peak resident set is its maximum RSS (wait4). 2 threads everywhere. The issue's targets are computed from the figures, not asserted: exit status 0
-whether they hold or not (non-zero only when the benchmark itself fails).
+child process; its peak resident set is its maximum RSS (wait4). 2 threads everywhere. The
+issue's targets are computed from the figures, not asserted: exit status 0 whether they hold
+or not (non-zero only when the benchmark itself fails).
 """
 import argparse
 import json

@@ -177,10 +177,10 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work) {
  * single-threaded OpenBLAS computes a part the same way whichever thread runs it, so
  * results are the same at every --threads (a resumed run at --threads 1 matches an
  * unbroken one at 2, bit for bit). Eight parts keep up to eight cores busy, where the
- * GEMM has rows enough for them (amortised_parts). Each thread
- * takes one contiguous block of the parts (one chunk a thread): claimed one part at a time,
- * with up to 32 parts, the inference pass at batch 1 took 8 to 10 % longer (interleaved
- * runs), though the training GEMMs gained a little.
+ * GEMM has rows enough for them (amortised_parts). Each thread takes one contiguous block
+ * of the parts (one chunk a thread): claimed one part at a time, with up to 32 parts, the
+ * inference pass at batch 1 took 8 to 10 % longer (interleaved runs), though the training
+ * GEMMs gained a little.
  *
  * Most GEMMs are cut into blocks of C's rows (or columns, when C has few rows); each
  * part packs the operand it shares with the others (B when cut by rows) once more, a
@@ -276,9 +276,10 @@ static void gemm_sum_slices(void *ctx, int64_t lo, int64_t hi) {
  * a part of few rows spends much of its time copying: at batch 1 the inference pass's
  * GEMMs have 1000-1240 rows, and in eight parts of about 150 rows OpenBLAS's packing was
  * a tenth of the pass's samples (perf, AVX-512 kernels); in two parts those GEMMs took
- * 0.92 of the time (0.98 with the AVX2 kernels), the training's of 9216 rows and more the same. So at most one part per GEMM_PART_ROWS
- * rows, and a power of two, so that 2, 4 or 8 threads take equal shares of the contiguous
- * blocks; two at least, wherever the work rule wanted more. */
+ * 0.92 of the time (0.98 with the AVX2 kernels), and the training's, of 9216 rows and
+ * more, kept their eight. So at most one part per GEMM_PART_ROWS rows, and a power of
+ * two, so that 2, 4 or 8 threads take equal shares of the contiguous blocks; two at
+ * least, wherever the work rule wanted more. */
 static int amortised_parts(int parts, int64_t len) {
     if (parts <= 2) return parts;
     int64_t most = len / GEMM_PART_ROWS;

@@ -68,7 +68,7 @@ static void test_sgemm_parts(void **st) {
     (void)st;
     static const int shapes[][3] = {
         {300, 200, 64},  /* rows */
-        {1000, 96, 300}, /* rows: 2 parts (fewer than 512 rows a part would be) */
+        {1000, 96, 300}, /* rows: 2 parts, the least (under two parts of 512 rows) */
         {4200, 40, 64},  /* rows: 8 parts */
         {1600, 80, 100}, /* rows: 2 parts (3 allowed; a power of two) */
         {8, 700, 300},   /* columns: fewer rows than a part's block */
