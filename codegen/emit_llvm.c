@@ -73,6 +73,7 @@ bool cg_write_llvm_object(const CgModel *m, const char *path, const CgLlvmOption
 bool cg_llvm_available(void) { return true; }
 
 
+enum { RUN_MAX_PARTS = 3 }; /* the most loops a run is cut into (runs_open) */
 typedef struct L {
     const CgModel *m;
     const KirProgram *k;
@@ -96,6 +97,7 @@ typedef struct L {
     LLVMValueRef dm_arr[4];
     int ndm, dm_var;
     LLVMValueRef *tabs;     /* by table: its global, made on first use */
+    const KirLoop *lp;      /* the loop kernel being built */
     /* the function being built */
     LLVMValueRef fn, exec, N;
     LLVMValueRef *buf;      /* by buffer: float * */
@@ -114,6 +116,7 @@ typedef struct L {
     const KirRuns *runs;
     LLVMValueRef run_v[KIR_RUNS_MAX_TAB];
     int nruns;              /* kernels so far that loop over runs: names their globals */
+    int lanes[RUN_MAX_PARTS], nlanes; /* the widths of a run's loops (runs_open) */
     bool flat;              /* the loop kernel being built splits over (i0, i1) (flat_split) */
     /* the function being built: by step, the block body of a reduction over row blocks
      * (row_blocks), and the blocks' accumulators, on its stack */
@@ -416,6 +419,27 @@ static LLVMValueRef bool_v(L *l, const KirExpr *c) {
     return LLVMBuildFCmp(l->b, LLVMRealUNE, expr_v(l, c), cf32(l, 0), ""); /* C's != 0 */
 }
 
+/* Whether a guarded index reads inside its buffer at every point of lp, the guard's
+ * outside included: no variable is both in the guard and in the index, and the guard
+ * (over variables of step 1) holds somewhere. Then every value the index takes it takes where the guard holds too,
+ * and there the verifier has checked it (a strided crop's adjoint: dy at the kept frame
+ * of every stride, whatever the frame's place in it). */
+static bool guard_apart(const KirLoop *lp, const KirIndex *x) {
+    if (!lp) return false;
+    long lo = x->goff, hi = x->goff;
+    for (int v = 0; v < KIR_NVARS; v++) {
+        if (x->gcoef[v] == 0) continue;
+        /* steps of 1: the guard takes every value between its ends */
+        if (x->coef[v] != 0 || v >= lp->ndims || lp->ext[v].batch || labs(x->gcoef[v]) != 1) return false;
+        for (int t = 0; t < x->ntab; t++)
+            if (x->tab[t].var == v) return false;
+        long span = x->gcoef[v] * (lp->ext[v].n - 1);
+        if (span > 0) hi += span;
+        else lo += span;
+    }
+    return hi >= 0 && lo < x->glimit;
+}
+
 static LLVMValueRef expr_v(L *l, const KirExpr *x) {
     LLVMBuilderRef b = l->b;
     switch (x->op) {
@@ -424,12 +448,14 @@ static LLVMValueRef expr_v(L *l, const KirExpr *x) {
         LLVMValueRef ix = index_v(l, &x->idx);
         if (!x->idx.guard) return load_at(l, x->idx.buf, ix);
         /* zero padding without a branch: outside the guard read element 0 (always
-         * there) and throw it away, so that the loop stays one basic block */
+         * there) and throw it away, so that the loop stays one basic block; where the
+         * index is inside the buffer at every point (guard_apart), read it there, so that
+         * a load along the innermost variable stays a vector load */
         LLVMValueRef g = affine_v(l, x->idx.goff, x->idx.gcoef);
         LLVMValueRef in = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, g, ci64(l, 0), ""),
                                        LLVMBuildICmp(b, LLVMIntSLT, g, ci64(l, x->idx.glimit), ""), "");
-        LLVMValueRef v = load_at(l, x->idx.buf, LLVMBuildSelect(b, in, ix, ci64(l, 0), ""));
-        return LLVMBuildSelect(b, in, v, cf32(l, 0), "");
+        if (!guard_apart(l->lp, &x->idx)) ix = LLVMBuildSelect(b, in, ix, ci64(l, 0), "");
+        return LLVMBuildSelect(b, in, load_at(l, x->idx.buf, ix), cf32(l, 0), "");
     }
     case KIR_E_TAB: return tab_at(l, x->tab, x->var);
     case KIR_E_VAL: return l->vals[x->slot];
@@ -530,6 +556,7 @@ static void gemm_v(L *l, const KirGemm *g) {
 /* One alias-scope domain for the step's buffers (see the head of the file). */
 static void scopes_open(L *l, const KirLoop *lp) {
     int nb = l->k->nbufs;
+    l->lp = lp;
     bool *used = sup_malloc(sizeof(bool) * (size_t)(nb + 1));
     memset(used, 0, sizeof(bool) * (size_t)(nb + 1));
     kir_loop_bufs(lp, used, NULL);
@@ -561,6 +588,7 @@ static void scopes_open(L *l, const KirLoop *lp) {
     sup_free(others), sup_free(sc), sup_free(used);
 }
 static void scopes_close(L *l) {
+    l->lp = NULL;
     for (int b = 0; b < l->k->nbufs; b++) l->scope[b] = l->noalias[b] = NULL;
 }
 
@@ -684,11 +712,13 @@ static void draw_ahead(L *l, const KirLoop *lp) {
  * bench's widths) and their lengths multiples of 20: an odd multiple is 4 more than a
  * multiple of 8, and in one 8-lane loop such a run ends in 4 scalar elements (a fifth
  * of a run of 20; with tanh in the body, 7.6 % of the first block's backward Q^T
- * kernel's samples were scalar instructions). So each run is two loops over the same
- * body: its multiple of RUN_LANES elements, 8 lanes wide, then the rest, 4 lanes wide.
- * Neither interleaves (unrolled four times, the shorter runs would never reach the
- * vector loop). */
-enum { RUNS_MIN_LEN = 8, RUN_LANES = 8, RUN_TAIL_LANES = 4 };
+ * kernel's samples were scalar instructions). So each run is a few loops over the same
+ * body, each as wide as the vectors that still fit: l->lanes (16, 8, 4 where the host
+ * has AVX-512, else 8, 4). Held at 8 lanes on AVX-512, the kernels that loop over runs
+ * ran half as wide as the others, and the first block's backward Q^T kernel took 1.45x
+ * the time of the `--no-fold` one over the same bytes. None interleaves (unrolled four
+ * times, the shorter runs would never reach the vector loop). */
+enum { RUNS_MIN_LEN = 8 };
 static LLVMValueRef runs_array(L *l, LLVMTypeRef ty, LLVMValueRef *v, int n, const char *what) {
     char name[48];
     snprintf(name, sizeof name, "runs%d.%s", l->nruns, what);
@@ -699,23 +729,31 @@ static LLVMValueRef runs_at(L *l, LLVMValueRef g, LLVMTypeRef ty, int n, LLVMVal
     LLVMValueRef ix[2] = {ci64(l, 0), i};
     return LLVMBuildLoad2(l->b, ty, LLVMBuildInBoundsGEP2(l->b, LLVMArrayType(ty, (unsigned)n), g, ix, 2, ""), "");
 }
-/* Opens the loop over the runs; bounds[0..2] become the run's start, the end of its
- * whole vectors and its end. */
-static void runs_open(L *l, const KirRuns *ru, Loop *outer, LLVMValueRef bounds[3]) {
+/* Opens the loop over the runs; bounds[0..l->nlanes] become the run's start, the ends
+ * of its parts of l->lanes[0], l->lanes[1], ... lanes (whole vectors) and its end. */
+static void runs_open(L *l, const KirRuns *ru, Loop *outer, LLVMValueRef *bounds) {
     int n = ru->n, nt = ru->ntab;
     LLVMValueRef *v = sup_malloc(sizeof(LLVMValueRef) * (size_t)(n * nt + n + 1));
     for (int q = 0; q <= n; q++) v[q] = ci64(l, ru->start[q]);
-    LLVMValueRef starts = runs_array(l, l->i64, v, n + 1, "start");
-    for (int q = 0; q < n; q++) v[q] = ci64(l, ru->start[q] + (ru->start[q + 1] - ru->start[q]) / RUN_LANES * RUN_LANES);
-    LLVMValueRef mids = runs_array(l, l->i64, v, n, "mid");
+    LLVMValueRef starts = runs_array(l, l->i64, v, n + 1, "start"), ends[RUN_MAX_PARTS];
+    for (int h = 0; h + 1 < l->nlanes; h++) {
+        for (int q = 0; q < n; q++) {
+            long at = ru->start[q];
+            for (int g = 0; g <= h; g++) at += (ru->start[q + 1] - at) / l->lanes[g] * l->lanes[g];
+            v[q] = ci64(l, at);
+        }
+        char what[16];
+        snprintf(what, sizeof what, "end%d", h);
+        ends[h] = runs_array(l, l->i64, v, n, what);
+    }
     for (int i = 0; i < n * nt; i++) v[i] = ci32(l, ru->base[i]);
     LLVMValueRef bases = runs_array(l, l->i32, v, n * nt, "base");
     sup_free(v);
     l->nruns++;
     LLVMValueRef q = loop_open(l, outer, ci64(l, n), "run");
     bounds[0] = runs_at(l, starts, l->i64, n + 1, q);
-    bounds[1] = runs_at(l, mids, l->i64, n, q);
-    bounds[2] = runs_at(l, starts, l->i64, n + 1, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
+    for (int h = 0; h + 1 < l->nlanes; h++) bounds[h + 1] = runs_at(l, ends[h], l->i64, n, q);
+    bounds[l->nlanes] = runs_at(l, starts, l->i64, n + 1, LLVMBuildNSWAdd(l->b, q, ci64(l, 1), ""));
     LLVMValueRef at = LLVMBuildNSWMul(l->b, q, ci64(l, nt), "");
     for (int j = 0; j < nt; j++) {
         LLVMValueRef i = LLVMBuildNSWAdd(l->b, at, ci64(l, j), "");
@@ -931,12 +969,12 @@ static void loop_v(L *l, const KirLoop *lp, LLVMValueRef i0_lo, LLVMValueRef i0_
     }
     if (runs) {
         Loop part;
-        LLVMValueRef at[3];
+        LLVMValueRef at[RUN_MAX_PARTS + 1];
         runs_open(l, &ru, &runl, at);
-        for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < l->nlanes; h++) {
             l->var[ru.var] = loop_open_from(l, &part, at[h], at[h + 1], names[ru.var]);
             stores_v(l, lp);
-            loop_close_md(l, &part, lanes_md(l, h == 0 ? RUN_LANES : RUN_TAIL_LANES));
+            loop_close_md(l, &part, lanes_md(l, l->lanes[h]));
         }
     } else stores_v(l, lp);
     for (int d = lp->ndims - 1; d >= 0; d--) {
@@ -1438,6 +1476,10 @@ static bool module_new(L *l, const CgModel *m, int opt, const char **why) {
         return false;
     }
     char *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    static const int lanes512[] = {16, 8, 4}, lanes256[] = {8, 4};
+    bool avx512 = strstr(feat, "+avx512f") != NULL;
+    l->nlanes = avx512 ? 3 : 2;
+    memcpy(l->lanes, avx512 ? lanes512 : lanes256, sizeof(int) * (size_t)l->nlanes);
     static const LLVMCodeGenOptLevel level[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
                                                 LLVMCodeGenLevelAggressive};
     /* position-independent: the object goes into PIE programs and the tests' shared objects */

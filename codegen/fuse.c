@@ -51,30 +51,94 @@ static void acc_step(const F *f, const KirStep *s, unsigned char *a) {
 
 static bool fusable(const KirStep *s) { return s->kind == KIR_STEP_LOOP && !s->l.has_red; }
 
-/* ---- reshaping a 1-D kernel to another index space ---------------------------------------- */
+/* ---- reshaping kernels to a common index space -------------------------------------------- */
 
-/* The shape a kernel is merged in: the other's when one is 1-D over the same number of
- * points. Returns false when the spaces differ. *reshape_p / *reshape_c: which one is
- * reshaped (i0 = sum_d i_d * stride_d). */
-static bool same_space(const KirLoop *p, const KirLoop *c, bool *reshape_p, bool *reshape_c) {
-    *reshape_p = *reshape_c = false;
-    if (p->ndims == c->ndims) {
-        for (int d = 0; d < p->ndims; d++)
-            if (p->ext[d].n != c->ext[d].n || p->ext[d].batch != c->ext[d].batch) return false;
-        return true;
+/* Two kernels over the same points in the same (row-major) order can merge in the
+ * space both are reshapes of: the finest one whose extents split each kernel's extents
+ * ([N*81, 1020] and [N, 27, 3, 1020]: the residual crop's adjoint, a frame's place in its
+ * stride being a variable of its own, and the add it feeds, both over [N, 27, 3, 1020]).
+ * A kernel's variable becomes a group of the common space's variables, i_d = sum_r i_r
+ * m_r. Only the outermost extent may scale with the batch, so every boundary between
+ * extents inside a sample is a constant: the common space cuts where either kernel
+ * cuts, and each cut must divide the next. */
+
+/* *sp: the common space of p and c; false when there is none (other points, cuts that do
+ * not nest, or more than KIR_MAX_DIMS extents). */
+static bool common_space(const KirLoop *p, const KirLoop *c, KirLoop *sp) {
+    const KirLoop *two[2] = {p, c};
+    long cuts[2 * KIR_MAX_DIMS], n[2] = {1, 1};
+    int ncuts = 0;
+    for (int w = 0; w < 2; w++) {
+        long inner = 1;
+        for (int d = two[w]->ndims - 1; d >= 0; d--) {
+            n[w] *= two[w]->ext[d].n;
+            if (d == 0) break;
+            inner *= two[w]->ext[d].n;
+            cuts[ncuts++] = inner; /* the points inside one step of variable d - 1 */
+        }
     }
-    const KirLoop *flat = p->ndims == 1 ? p : c->ndims == 1 ? c : NULL, *shaped = flat == p ? c : p;
-    if (!flat) return false;
-    long n = 1;
-    for (int d = 0; d < shaped->ndims; d++) n *= shaped->ext[d].n;
-    if (flat->ext[0].batch != shaped->ext[0].batch || flat->ext[0].n != n) return false;
-    *(flat == p ? reshape_p : reshape_c) = true;
+    if (n[0] != n[1] || p->ext[0].batch != c->ext[0].batch) return false;
+    /* ascending, without repeats, each dividing the next and the whole */
+    for (int i = 1; i < ncuts; i++)
+        for (int j = i; j > 0 && cuts[j - 1] > cuts[j]; j--) {
+            long t = cuts[j];
+            cuts[j] = cuts[j - 1], cuts[j - 1] = t;
+        }
+    int m = 0;
+    for (int i = 0; i < ncuts; i++)
+        if (m == 0 || cuts[i] != cuts[m - 1]) cuts[m++] = cuts[i];
+    if (m + 1 > KIR_MAX_DIMS) return false;
+    for (int i = 0; i < m; i++)
+        if ((i + 1 < m ? cuts[i + 1] : n[0]) % cuts[i] != 0) return false;
+    *sp = *p;
+    sp->ndims = m + 1;
+    memset(sp->ext, 0, sizeof sp->ext);
+    sp->ext[0] = (KirDim){.n = n[0] / (m ? cuts[m - 1] : 1), .batch = p->ext[0].batch};
+    for (int r = 1; r <= m; r++) sp->ext[r].n = cuts[m - r] / (r < m ? cuts[m - r - 1] : 1);
     return true;
+}
+
+static bool same_shape(const KirLoop *a, const KirLoop *b) {
+    if (a->ndims != b->ndims) return false;
+    for (int d = 0; d < a->ndims; d++)
+        if (a->ext[d].n != b->ext[d].n || a->ext[d].batch != b->ext[d].batch) return false;
+    return true;
+}
+
+/* Whether p and c run over the same points (in the same order); *sp is then their common
+ * space. */
+static bool same_space(const KirLoop *p, const KirLoop *c, KirLoop *sp) { return common_space(p, c, sp); }
+
+/* How a kernel's variables map into a common space: variable r of the space belongs to
+ * the kernel's var_of[r] with multiplier mul[r]; a kernel variable whose group is one
+ * variable of the space is renamed to single[d] (tables may read it), else -1. */
+typedef struct Reshape {
+    int ndims, var_of[KIR_MAX_DIMS], single[KIR_MAX_DIMS];
+    long mul[KIR_MAX_DIMS];
+} Reshape;
+
+static void reshape_of(const KirLoop *from, const KirLoop *to, Reshape *rs) {
+    rs->ndims = to->ndims;
+    long below_to = 1;
+    int count[KIR_MAX_DIMS] = {0};
+    for (int r = to->ndims - 1; r >= 0; r--) {
+        /* the kernel's variable whose step holds this one's: the innermost whose points
+         * inside one step are at least below_to's */
+        long below_from = 1;
+        int d = from->ndims - 1;
+        while (d > 0 && below_from * from->ext[d].n <= below_to) below_from *= from->ext[d--].n;
+        rs->var_of[r] = d, rs->mul[r] = below_to / below_from;
+        rs->single[d] = r;
+        count[d]++;
+        below_to *= to->ext[r].n;
+    }
+    for (int d = 0; d < from->ndims; d++)
+        if (count[d] != 1) rs->single[d] = -1;
 }
 
 typedef struct Xf {
     KirProgram *k;
-    const KirLoop *to;   /* reshape var 0 into this space (NULL: no reshape) */
+    const Reshape *rs;   /* into the common space (NULL: no reshape) */
     /* the producer's stores (merge): a load of buf at the store's index becomes VAL */
     const KirLoop *prod;
     int shift;           /* the consumer's VAL slots move by the producer's stores */
@@ -82,15 +146,22 @@ typedef struct Xf {
 } Xf;
 
 static bool reshape_ix(const Xf *x, KirIndex *ix) {
-    if (!x->to) return true;
-    for (int t = 0; t < ix->ntab; t++)
-        if (ix->tab[t].var == 0) return false;
-    long c = ix->coef[0], g = ix->gcoef[0], stride = 1;
-    for (int d = x->to->ndims - 1; d >= 0; d--) {
-        ix->coef[d] = c * stride;
-        if (ix->guard) ix->gcoef[d] = g * stride;
-        stride *= x->to->ext[d].n;
+    const Reshape *rs = x->rs;
+    if (!rs) return true;
+    for (int t = 0; t < ix->ntab; t++) {
+        int v = ix->tab[t].var;
+        if (v == KIR_RVAR) continue;
+        if (rs->single[v] < 0) return false; /* a table at a variable that splits */
+        ix->tab[t].var = rs->single[v];
     }
+    long coef[KIR_NVARS] = {0}, gcoef[KIR_NVARS] = {0};
+    coef[KIR_RVAR] = ix->coef[KIR_RVAR], gcoef[KIR_RVAR] = ix->gcoef[KIR_RVAR];
+    for (int r = 0; r < rs->ndims; r++) {
+        coef[r] = ix->coef[rs->var_of[r]] * rs->mul[r];
+        gcoef[r] = ix->gcoef[rs->var_of[r]] * rs->mul[r];
+    }
+    memcpy(ix->coef, coef, sizeof coef);
+    if (ix->guard) memcpy(ix->gcoef, gcoef, sizeof gcoef);
     return true;
 }
 
@@ -108,7 +179,10 @@ static bool same_index(const KirIndex *a, const KirIndex *b) {
 static KirExpr *xform(Xf *x, const KirExpr *e) {
     KirExpr *n = arena_alloc(x->k->arena, sizeof *n);
     *n = *e;
-    if (e->op == KIR_E_TAB && e->var == 0 && x->to) x->ok = false; /* a float table on the flat index */
+    if (e->op == KIR_E_TAB && x->rs && e->var != KIR_RVAR) { /* a float table at a variable */
+        if (x->rs->single[e->var] < 0) x->ok = false;
+        else n->var = x->rs->single[e->var];
+    }
     if (e->op == KIR_E_VAL) n->slot += x->shift;
     if (e->op == KIR_E_LOAD || e->op == KIR_E_DROPMASK) {
         if (!reshape_ix(x, &n->idx)) x->ok = false;
@@ -134,10 +208,12 @@ static KirExpr *xform(Xf *x, const KirExpr *e) {
     return n;
 }
 
-/* A copy of loop l reshaped to `to` (NULL: as it is), with prod's results as values;
- * false when an index cannot be reshaped or reads prod at another point. */
+/* A copy of loop l reshaped to the space `to` (NULL: as it is), with prod's results as
+ * values; false when an index cannot be reshaped or reads prod at another point. */
 static bool xform_loop(KirProgram *k, const KirLoop *l, const KirLoop *to, const KirLoop *prod, KirLoop *out) {
-    Xf x = {.k = k, .to = to, .prod = prod, .shift = prod ? prod->nst : 0, .ok = true};
+    Reshape rs;
+    if (to) reshape_of(l, to, &rs);
+    Xf x = {.k = k, .rs = to ? &rs : NULL, .prod = prod, .shift = prod ? prod->nst : 0, .ok = true};
     *out = *l;
     if (to) {
         out->ndims = to->ndims;
@@ -153,18 +229,18 @@ static bool xform_loop(KirProgram *k, const KirLoop *l, const KirLoop *to, const
     return x.ok;
 }
 
-/* Merges consumer c into producer p (both fusable, over the same space); false (and
+/* Merges consumer c into producer p (both fusable, over the same points); false (and
  * nothing changed) when they cannot be. */
 static bool merge(F *f, KirStep *p, const KirStep *c, const unsigned char *ap, const unsigned char *ac) {
     /* the consumer must not write what the producer touches (it would now run first at
      * later points); what it reads of the producer's results is checked point by point */
     for (int b = 0; b < f->nb; b++)
         if ((ac[b] & ACC_WRITE) && ap[b]) return false;
-    bool rp, rc;
-    if (!same_space(&p->l, &c->l, &rp, &rc)) return false;
+    KirLoop sp;
+    if (!same_space(&p->l, &c->l, &sp)) return false;
     KirLoop np, nc;
-    if (!xform_loop(f->k, &p->l, rp ? &c->l : NULL, NULL, &np)) return false;
-    if (!xform_loop(f->k, &c->l, rc ? &p->l : NULL, &np, &nc)) return false;
+    if (!xform_loop(f->k, &p->l, same_shape(&p->l, &sp) ? NULL : &sp, NULL, &np)) return false;
+    if (!xform_loop(f->k, &c->l, same_shape(&c->l, &sp) ? NULL : &sp, &np, &nc)) return false;
     KirStore *st = arena_new_array(f->k->arena, KirStore, np.nst + nc.nst + 1);
     memcpy(st, np.st, sizeof *st * (size_t)np.nst);
     memcpy(st + np.nst, nc.st, sizeof *st * (size_t)nc.nst);
@@ -226,12 +302,13 @@ static int fuse_fn(F *f, KirFunc *fn) {
             for (int m = i + 1; m < j && sinkable; m++) {
                 const KirStep *sm = &fn->steps[m];
                 acc_step(f, sm, am);
-                bool rp, rc, feeds = false;
+                bool feeds = false;
+                KirLoop sp;
                 for (int b = 0; b < f->nb && sinkable; b++) {
                     if ((ap[b] & ACC_READ) && (am[b] & ACC_WRITE)) sinkable = false;
                     feeds = feeds || ((am[b] & ACC_WRITE) && (ac[b] & ACC_READ));
                 }
-                if (sinkable && feeds && fusable(sm) && same_space(&sm->l, &fn->steps[j].l, &rp, &rc))
+                if (sinkable && feeds && fusable(sm) && same_space(&sm->l, &fn->steps[j].l, &sp))
                     sinkable = !movable_up(f, fn, m, j, ac, ab);
             }
             KirStep merged = *p;
@@ -453,7 +530,10 @@ int cg_fuse(KirProgram *k) {
     int *reads = sup_malloc(sizeof(int) * (size_t)(k->nbufs + 1));
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) merges += inline_fn(&f, &k->fn[fns[i]], reads);
     sup_free(reads);
-    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) merges += fuse_fn(&f, &k->fn[fns[i]]);
+    /* again while it merges: a producer passed over early (the residual's crop, whose
+     * add first merges with the activation before it) can join its consumer later */
+    for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
+        for (int n; (n = fuse_fn(&f, &k->fn[fns[i]])) > 0;) merges += n;
     make_lets(&f);
     return merges;
 }

@@ -87,6 +87,10 @@ static KirStep *loop3(B *b, const char *what, KirDim e0, long e1, long e2) {
     KirDim ext[3] = {e0, D(e1), D(e2)};
     return kir_loop(K(b), FN(b), what, 3, ext);
 }
+static KirStep *loop4(B *b, const char *what, KirDim e0, long e1, long e2, long e3) {
+    KirDim ext[4] = {e0, D(e1), D(e2), D(e3)};
+    return kir_loop(K(b), FN(b), what, 4, ext);
+}
 
 static void gemm(B *b, const char *what, bool ta, bool tb, KirDim m, KirDim n, KirDim k, int abuf, long aoff,
                  long lda, int bbuf, long boff, long ldb, int cbuf, long coff, long ldc, float beta) {
@@ -937,6 +941,17 @@ static void lower_grad(B *b, const IrNode *n) {
         return;
     }
     case IR_CROP: {
+        if (f->a.stride > 1 && f->a.crop < f->a.stride && (long)Ty * f->a.stride == T) {
+            /* every frame is one of a stride's (the strided VideoPose3D's residual): one
+             * pass, dy where the frame's place in its stride is the crop, else 0. It writes
+             * every element, so fusion can take it into the residual's add, which then reads
+             * dy on the kept frames alone (docs/kernel-ir.md "Fusion") */
+            s = loop4(b, arena_printf(l->a, "%s: dx = dy in the kept frames, else 0", nm), NB(1), Ty, f->a.stride, F);
+            KirIndex di = IXv(dy, 0, (long)Ty * F, F, 0, 1);
+            di.guard = true, di.goff = -f->a.crop, di.gcoef[2] = 1, di.glimit = 1;
+            kir_store(K(b), s, IXv(y, 0, (long)T * F, (long)f->a.stride * F, F, 1), LD(l, di));
+            return;
+        }
         if (f->a.stride > 1) {
             /* a strided crop's adjoint scatters: zero, then dy into every stride-th frame */
             s = loop3(b, arena_printf(l->a, "%s: dx = 0", nm), NB(1), T, F);

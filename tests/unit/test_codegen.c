@@ -370,6 +370,51 @@ static void test_fusion_moves_down(void **state) {
     assert_int_equal(merged, 1);
 }
 
+/* The strided VideoPose3D's residual crop, both ways (fuse.c, common spaces): the
+ * forward's crop joins the add that reads it, and the adjoint's single kernel (dy on
+ * the kept frame of every stride, 0 elsewhere) joins the add of the two gradients,
+ * over [N, frames / 3, 3, features] ([N, 3, features] for one kept frame); in inference
+ * and in training. No crop buffer is
+ * left in the arena, and no zeroing kernel. Unfused, each is a kernel and a buffer. */
+static void test_fusion_crop(void **state) {
+    (void)state;
+    IrOverride ov[] = {{"width", 34, false}, {"blocks", 2, false}};
+    for (int fuse = 1; fuse >= 0; fuse--) {
+        IrProgram *p = front_train("bench/videopose3d_strided.net", NULL, ov, 2);
+        assert_non_null(p);
+        CgModel *m = cg_lower(p, &(CgOptions){.no_fuse = !fuse});
+        assert_non_null(m);
+        int alone = 0, with_add = 0, zero = 0, strided = 0;
+        static const KirFn fns[] = {KIR_FN_INFER, KIR_FN_TRAIN, KIR_FN_BWD_INFER, KIR_FN_BWD_TRAIN};
+        for (int f = 0; f < 4; f++) {
+            const KirFunc *fn = &m->k->fn[fns[f]];
+            for (int i = 0; i < fn->nsteps; i++) {
+                const char *l = fn->steps[i].label;
+                if (!l || !strstr(l, "crop r")) continue;
+                zero += strstr(l, "dx = 0") != NULL;
+                if (strstr(l, "add")) with_add++;
+                else alone++;
+                const KirLoop *lp = &fn->steps[i].l;
+                if (strstr(l, "in the kept frames, else 0") && lp->ndims >= 3 && lp->ext[lp->ndims - 2].n == 3) strided++;
+            }
+        }
+        /* two blocks: in each function two crops (forward) or two adjoints (backward) */
+        assert_int_equal(zero, 0);
+        assert_int_equal(with_add, fuse ? 8 : 0);
+        assert_int_equal(alone, fuse ? 0 : 8);
+        assert_int_equal(strided, 4); /* the adjoints, a frame's place in its stride a variable */
+        int bufs = 0;
+        for (int x = 0; x < m->k->nbufs; x++) {
+            const KirBuf *b = &m->k->bufs[x];
+            if (b->kind != KIR_BUF_TEMP || !strstr(b->name, "crop")) continue;
+            bufs++;
+            if (fuse) assert_true(b->func < 0);
+            else assert_true(b->func >= 0);
+        }
+        assert_int_equal(bufs, 8);
+    }
+}
+
 /* The batchnorm's dx, gathered by the convolution's S^T dy (one kernel for the even and
  * the odd part) before it, is computed there (fuse.c, gathered producers): no dx kernel
  * is left in the folded backward, and the dx buffer has no place in the arena.
@@ -492,7 +537,7 @@ static void test_nets(void **state) {
     static const char *const nets[] = {
         "activations_all", "classify_auto_invariant", "classify_invariant", "concat_flatten",
         "conv_stride_dilation", "gru_seq2seq", "lift_joints_paper", "lift_pairs_mixed", "lstm_seq2seq",
-        "strided_residual", "broken_unshared", "broken_relu_forced",
+        "strided_residual", "crop_strided_uneven", "broken_unshared", "broken_relu_forced",
     };
     for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
         char rel[256];
@@ -931,6 +976,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_videopose3d_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_moves_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_gathered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion_crop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backends_bitwise, setup, teardown),

@@ -395,7 +395,7 @@ static void test_fd_nets(void **state) {
     static const char *const nets[] = {
         "activations_all", "classify_auto_invariant", "classify_invariant", "concat_flatten",
         "conv_stride_dilation", "gru_seq2seq", "lift_joints_paper", "lift_pairs_mixed", "lstm_seq2seq",
-        "strided_residual", "broken_unshared", "broken_relu_forced",
+        "strided_residual", "crop_strided_uneven", "broken_unshared", "broken_relu_forced",
     };
     for (size_t i = 0; i < sizeof nets / sizeof *nets; i++) {
         char rel[256];
