@@ -421,9 +421,9 @@ static LLVMValueRef bool_v(L *l, const KirExpr *c) {
 
 /* Whether a guarded index reads inside its buffer at every point of lp, the guard's
  * outside included: no variable is both in the guard and in the index, and the guard
- * (over variables of step 1) holds somewhere. Then every value the index takes it takes where the guard holds too,
- * and there the verifier has checked it (a strided crop's adjoint: dy at the kept frame
- * of every stride, whatever the frame's place in it). */
+ * (over variables of step 1) holds somewhere. Then every value the index takes, it also
+ * takes where the guard holds, and there the verifier has checked it (a strided crop's
+ * adjoint: dy at the kept frame of every stride, whatever the frame's place in it). */
 static bool guard_apart(const KirLoop *lp, const KirIndex *x) {
     if (!lp) return false;
     long lo = x->goff, hi = x->goff;

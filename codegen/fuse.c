@@ -64,8 +64,9 @@ static bool fusable(const KirStep *s) { return s->kind == KIR_STEP_LOOP && !s->l
  * extents inside a sample is a constant: the common space cuts where either kernel
  * cuts, and each cut must divide the next. */
 
-/* *sp: the common space of p and c; false when there is none (other points, cuts that do
- * not nest, or more than KIR_MAX_DIMS extents). */
+/* Whether p and c run over the same points in the same order; *sp is then their common
+ * space (its extents only). False for other points, cuts that do not nest, or more than
+ * KIR_MAX_DIMS extents. */
 static bool common_space(const KirLoop *p, const KirLoop *c, KirLoop *sp) {
     const KirLoop *two[2] = {p, c};
     long cuts[2 * KIR_MAX_DIMS], n[2] = {1, 1};
@@ -106,10 +107,6 @@ static bool same_shape(const KirLoop *a, const KirLoop *b) {
         if (a->ext[d].n != b->ext[d].n || a->ext[d].batch != b->ext[d].batch) return false;
     return true;
 }
-
-/* Whether p and c run over the same points (in the same order); *sp is then their common
- * space. */
-static bool same_space(const KirLoop *p, const KirLoop *c, KirLoop *sp) { return common_space(p, c, sp); }
 
 /* How a kernel's variables map into a common space: variable r of the space belongs to
  * the kernel's var_of[r] with multiplier mul[r]; a kernel variable whose group is one
@@ -239,7 +236,7 @@ static bool merge(F *f, KirStep *p, const KirStep *c, const unsigned char *ap, c
     for (int b = 0; b < f->nb; b++)
         if ((ac[b] & ACC_WRITE) && ap[b]) return false;
     KirLoop sp;
-    if (!same_space(&p->l, &c->l, &sp)) return false;
+    if (!common_space(&p->l, &c->l, &sp)) return false;
     KirLoop np, nc;
     if (!xform_loop(f->k, &p->l, same_shape(&p->l, &sp) ? NULL : &sp, NULL, &np)) return false;
     if (!xform_loop(f->k, &c->l, same_shape(&c->l, &sp) ? NULL : &sp, &np, &nc)) return false;
@@ -333,7 +330,7 @@ static int fuse_fn(F *f, KirFunc *fn) {
                     if ((ap[b] & ACC_READ) && (am[b] & ACC_WRITE)) sinkable = false;
                     feeds = feeds || ((am[b] & ACC_WRITE) && (ac[b] & ACC_READ));
                 }
-                if (sinkable && feeds && fusable(sm) && same_space(&sm->l, &fn->steps[j].l, &sp))
+                if (sinkable && feeds && fusable(sm) && common_space(&sm->l, &fn->steps[j].l, &sp))
                     sinkable = !movable_up(f, fn, m, j, ac, ab);
             }
             KirStep merged = *p;
