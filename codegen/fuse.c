@@ -266,14 +266,15 @@ static bool movable_up(const F *f, const KirFunc *fn, int i, int j, const unsign
     return true;
 }
 
-/* Whether the buffers a step reads (a: acc_step's) are larger, together, than those it
- * writes: a producer that moves down keeps what it reads alive until its new place, so
+/* Whether the temporaries a step reads (a: acc_step's) are larger, together, than those
+ * it writes: a producer that moves down keeps what it reads alive until its new place, so
  * the forward's crop (the block's input, 81 frames, read for 27), moved down to the
  * block's add, would keep the whole input alive through the block (113 MB more arena at
  * batch 1024, `--no-fold`). */
 static bool reads_more(const F *f, const unsigned char *a) {
     long in = 0, out = 0;
     for (int b = 0; b < f->nb; b++) {
+        if (f->k->bufs[b].kind != KIR_BUF_TEMP) continue; /* only temporaries live and die */
         long n = kir_buf_size(f->k, b, 1);
         if (a[b] & ACC_WRITE) out += n;
         else if (a[b] & ACC_READ) in += n;
@@ -556,8 +557,9 @@ int cg_fuse(KirProgram *k) {
     int *reads = sup_malloc(sizeof(int) * (size_t)(k->nbufs + 1));
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++) merges += inline_fn(&f, &k->fn[fns[i]], reads);
     sup_free(reads);
-    /* again while it merges: a producer passed over early (the residual's crop, whose
-     * add first merges with the activation before it) can join its consumer later */
+    /* again while it merges: a producer passed over early can join its consumer's merged
+     * kernel later (the backward's Q^T of a block's first convolution, once the residual
+     * crop's adjoint has merged with the add) */
     for (size_t i = 0; i < sizeof fns / sizeof *fns; i++)
         for (int n; (n = fuse_fn(&f, &k->fn[fns[i]])) > 0;) merges += n;
     make_lets(&f);
