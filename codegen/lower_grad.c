@@ -945,7 +945,7 @@ static void lower_grad(B *b, const IrNode *n) {
             /* every frame is one of a stride's (the strided VideoPose3D's residual): one
              * pass, dy where the frame's place in its stride is the crop, else 0. It writes
              * every element, so fusion can take it into the residual's add, which then reads
-             * dy on the kept frames alone (docs/kernel-ir.md "Fusion") */
+             * dy's frames instead of a full-size dx (docs/kernel-ir.md "Fusion") */
             s = loop4(b, arena_printf(l->a, "%s: dx = dy in the kept frames, else 0", nm), NB(1), Ty, f->a.stride, F);
             KirIndex di = IXv(dy, 0, (long)Ty * F, F, 0, 1);
             di.guard = true, di.goff = -f->a.crop, di.gcoef[2] = 1, di.glimit = 1;
