@@ -416,6 +416,45 @@ static void test_fusion_crop(void **state) {
     }
 }
 
+/* The dilated VideoPose3D over a long sequence: each block's residual crop keeps nearly
+ * every frame of the block's input (192 of 198 and 174 of 192 at 200 frames), so fusion
+ * moves it down into the block's add (reads_more allows reading an eighth more than it
+ * writes): no crop kernel is left, the crop's buffer has no place in the arena, and the
+ * programs agree with the interpreter. Over the training window (27 frames: 25 read for
+ * 19, then 19 for 1) the crops stay kernels of their own. */
+static void test_fusion_crop_dilated(void **state) {
+    (void)state;
+    static const int frames[] = {200, 27};
+    for (int w = 0; w < 2; w++) {
+        bool long_seq = w == 0;
+        IrOverride ov[] = {{"width", 34, false}, {"blocks", 2, false}, {"frames", frames[w], false}};
+        IrProgram *p = front_file("examples/videopose3d.net", ov, 3, false);
+        assert_non_null(p);
+        CgModel *m = cg_lower(p, &(CgOptions){0});
+        assert_non_null(m);
+        int alone = 0, with_add = 0;
+        const KirFunc *fn = &m->k->fn[KIR_FN_INFER];
+        for (int i = 0; i < fn->nsteps; i++) {
+            const char *l = fn->steps[i].label;
+            if (!l || !strstr(l, "crop r")) continue;
+            if (strstr(l, "add")) with_add++;
+            else alone++;
+        }
+        assert_int_equal(alone, long_seq ? 0 : 2);
+        assert_int_equal(with_add, long_seq ? 2 : 0);
+        int crops = 0;
+        for (int x = 0; x < m->k->nbufs; x++) {
+            const KirBuf *b = &m->k->bufs[x];
+            if (b->kind != KIR_BUF_TEMP || !strstr(b->name, "crop") || strstr(b->name, "grad of")) continue;
+            crops++;
+            if (long_seq) assert_true(b->func < 0);
+            else assert_true(b->func >= 0);
+        }
+        assert_int_equal(crops, 4); /* two blocks, in the inference and the training forward */
+        if (long_seq) both(p);
+    }
+}
+
 /* The batchnorm's dx, gathered by the convolution's S^T dy (one kernel for the even and
  * the odd part) before it, is computed there (fuse.c, gathered producers): no dx kernel
  * is left in the folded backward, and the dx buffer has no place in the arena.
@@ -978,6 +1017,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fusion_moves_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_gathered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_crop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fusion_crop_dilated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loop_parallel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backends_bitwise, setup, teardown),
