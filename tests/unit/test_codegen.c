@@ -346,6 +346,16 @@ static void test_videopose3d_runs(void **state) {
     both(p);
 }
 
+/* The steps of fn whose label has `has`, and also `also` where that is not NULL. */
+static int labelled(const KirFunc *fn, const char *has, const char *also) {
+    int n = 0;
+    for (int i = 0; i < fn->nsteps; i++) {
+        const char *l = fn->steps[i].label;
+        n += l && strstr(l, has) && (!also || strstr(l, also));
+    }
+    return n;
+}
+
 /* A producer moves down to its consumer past steps that do not conflict: in the strided
  * VideoPose3D's backward, dx = Q^T (even, odd) of each block's first convolution goes
  * past the weight gradients and the residual crop's dx into the add of the two
@@ -358,16 +368,10 @@ static void test_fusion_moves_down(void **state) {
     assert_non_null(p);
     CgModel *m = cg_lower(p, &(CgOptions){0});
     assert_non_null(m);
-    int synth = 0, merged = 0;
     const KirFunc *fn = &m->k->fn[KIR_FN_BWD_TRAIN];
-    for (int i = 0; i < fn->nsteps; i++) {
-        const char *l = fn->steps[i].label;
-        if (!l || !strstr(l, "dx = Q^T (even, odd)")) continue;
-        synth++;
-        merged += strstr(l, "add + ") != NULL;
-    }
-    assert_int_equal(synth, 3); /* the block's two convolutions and the first */
-    assert_int_equal(merged, 1);
+    /* the block's two convolutions and the first */
+    assert_int_equal(labelled(fn, "dx = Q^T (even, odd)", NULL), 3);
+    assert_int_equal(labelled(fn, "dx = Q^T (even, odd)", "add + "), 1);
 }
 
 /* The strided VideoPose3D's residual crop (fuse.c): the adjoint is one kernel (dy on the
@@ -432,14 +436,8 @@ static void test_fusion_crop_dilated(void **state) {
         assert_non_null(p);
         CgModel *m = cg_lower(p, &(CgOptions){0});
         assert_non_null(m);
-        int alone = 0, with_add = 0;
         const KirFunc *fn = &m->k->fn[KIR_FN_INFER];
-        for (int i = 0; i < fn->nsteps; i++) {
-            const char *l = fn->steps[i].label;
-            if (!l || !strstr(l, "crop r")) continue;
-            if (strstr(l, "add")) with_add++;
-            else alone++;
-        }
+        int with_add = labelled(fn, "crop r", "add"), alone = labelled(fn, "crop r", NULL) - with_add;
         assert_int_equal(alone, long_seq ? 0 : 2);
         assert_int_equal(with_add, long_seq ? 2 : 0);
         int crops = 0;
@@ -467,14 +465,10 @@ static void test_fusion_gathered(void **state) {
         assert_non_null(p);
         CgModel *m = cg_lower(p, &(CgOptions){.no_fold = !fold});
         assert_non_null(m);
-        int dx = 0, at = 0;
         const KirFunc *fn = &m->k->fn[KIR_FN_BWD_TRAIN];
-        for (int i = 0; i < fn->nsteps; i++) {
-            const char *l = fn->steps[i].label;
-            if (!l) continue;
-            if (strstr(l, "batchnorm: dx") && !strstr(l, ", at ")) dx++;
-            at += strstr(l, "S^T dy (even, odd), at ") != NULL;
-        }
+        /* a batchnorm's dx kernel of its own, and S^T dy computing it where it gathers it */
+        int dx = labelled(fn, "batchnorm: dx", NULL) - labelled(fn, "batchnorm: dx", ", at ");
+        int at = labelled(fn, "S^T dy (even, odd), at ", NULL);
         /* the strided VideoPose3D of one block: three batchnorms */
         assert_int_equal(dx, fold ? 0 : 3);
         assert_int_equal(at, fold ? 3 : 0);
