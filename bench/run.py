@@ -459,6 +459,7 @@ def main():
 
     # ---- training
     sg_train, macs_train, sg_train_nofold, sg_issued_rt = {}, {}, {}, {}
+    macs_train_nofold = None
     kir_train = cc.kir(train_net, train_sets)
     try:
         kir_train_nofold = cc.kir(train_net, train_sets, "no-fold")
@@ -508,8 +509,8 @@ def main():
                                                  bound_rounds["folded"])
         log(f"  sgemm on the folded shapes: {fmt(sg_train[b].get('gflops'), '.1f')} GFLOP/s")
         if b == big_batch and kir_train_nofold:
-            _, sg_train_nofold = sgemm_limit(sg_exe, sg_err, kir_train_nofold, fns, b, cfg["sgemm_min_time"],
-                                             bound_rounds["no-fold"])
+            macs_train_nofold, sg_train_nofold = sgemm_limit(sg_exe, sg_err, kir_train_nofold, fns, b,
+                                                             cfg["sgemm_min_time"], bound_rounds["no-fold"])
             log(f"  sgemm on the --no-fold shapes: {fmt(sg_train_nofold.get('seconds'), '.3f')} s")
             if sg_rt_exe:
                 # the same bound with each GEMM issued as the programs issue it (rt_sgemm's
@@ -649,6 +650,17 @@ def main():
                       f"runtime's {THREADS} threads each running single-threaded OpenBLAS on parts of C): folded "
                       f"{r_f:.3f} s, `--no-fold` {r_n:.3f} s: {r_n / r_f:.2f}x; the rest of the step: folded "
                       f"{fmt(tf - r_f if tf else None, '.3f')} s, `--no-fold` {fmt(t_nf - r_n if t_nf else None, '.3f')} s")
+            if tf and t_nf and macs_train_nofold:
+                # what folding could give at best with the loop kernels as they are: the folded
+                # GEMMs costing exactly their multiply-adds' share of --no-fold's as issued, and
+                # the rest of the folded step (its analyses and syntheses included) no longer
+                # than --no-fold's; past this only loop kernels both variants run can move it
+                share = macs_train[b] / macs_train_nofold
+                best = share * r_n + (t_nf - r_n)
+                md.append(f"- folded vs `--no-fold` at best with the rest of the step as it is: the folded GEMMs "
+                          f"at their multiply-adds' share of `--no-fold`'s as issued ({macs_train[b] / 1e9:.1f} of "
+                          f"{macs_train_nofold / 1e9:.1f} G, {share:.3f}) and the folded rest no longer than "
+                          f"`--no-fold`'s: {best:.3f} s against {t_nf:.3f} s, {t_nf / best:.2f}x")
         md.append("")
 
     # targets
