@@ -650,7 +650,10 @@ def main():
                       f"runtime's {THREADS} threads each running single-threaded OpenBLAS on parts of C): folded "
                       f"{r_f:.3f} s, `--no-fold` {r_n:.3f} s: {r_n / r_f:.2f}x; the rest of the step: folded "
                       f"{fmt(tf - r_f if tf else None, '.3f')} s, `--no-fold` {fmt(t_nf - r_n if t_nf else None, '.3f')} s")
-            if tf and t_nf and macs_train_nofold:
+            if tf and t_nf and macs_train_nofold and (t_nf <= r_n or tf <= r_f):
+                md.append("- folded vs `--no-fold` at best with the rest of the step as it is: n/a (the GEMMs "
+                          "alone took longer than the step they are part of: the host's noise)")
+            elif tf and t_nf and macs_train_nofold:
                 # what folding could give at best with the loop kernels as they are: the folded
                 # GEMMs costing exactly their multiply-adds' share of --no-fold's as issued, and
                 # the rest of the folded step (its analyses and syntheses included) no longer
