@@ -650,20 +650,20 @@ def main():
                       f"runtime's {THREADS} threads each running single-threaded OpenBLAS on parts of C): folded "
                       f"{r_f:.3f} s, `--no-fold` {r_n:.3f} s: {r_n / r_f:.2f}x; the rest of the step: folded "
                       f"{fmt(tf - r_f if tf else None, '.3f')} s, `--no-fold` {fmt(t_nf - r_n if t_nf else None, '.3f')} s")
-            if tf and t_nf and macs_train_nofold and (t_nf <= r_n or tf <= r_f):
-                md.append("- folded vs `--no-fold` at best with the rest of the step as it is: n/a (the GEMMs "
-                          "alone took longer than the step they are part of: the host's noise)")
-            elif tf and t_nf and macs_train_nofold:
+            if tf and t_nf and macs_train_nofold:
                 # what folding could give at best with the loop kernels as they are: the folded
                 # GEMMs costing exactly their multiply-adds' share of --no-fold's as issued, and
                 # the rest of the folded step (its analyses and syntheses included) no longer
                 # than --no-fold's; past this only loop kernels both variants run can move it
                 share = macs_train[b] / macs_train_nofold
                 best = share * r_n + (t_nf - r_n)
-                md.append(f"- folded vs `--no-fold` at best with the rest of the step as it is: the folded GEMMs "
-                          f"at their multiply-adds' share of `--no-fold`'s as issued ({macs_train[b] / 1e9:.1f} of "
-                          f"{macs_train_nofold / 1e9:.1f} G, {share:.3f}) and the folded rest no longer than "
-                          f"`--no-fold`'s: {best:.3f} s against {t_nf:.3f} s, {t_nf / best:.2f}x")
+                what = ("n/a (the GEMMs alone took longer than the step they are part of: the host's noise)"
+                        if t_nf <= r_n or tf <= r_f else
+                        f"the folded GEMMs at their multiply-adds' share of `--no-fold`'s as issued "
+                        f"({macs_train[b] / 1e9:.1f} of {macs_train_nofold / 1e9:.1f} G, {share:.3f}) and the "
+                        f"folded rest no longer than `--no-fold`'s: {best:.3f} s against {t_nf:.3f} s, "
+                        f"{t_nf / best:.2f}x")
+                md.append(f"- folded vs `--no-fold` at best with the rest of the step as it is: {what}")
         md.append("")
 
     # targets
