@@ -5,6 +5,7 @@
  *   train/loss     the loss of that output (float32 [1])
  *   train/grad     the parameter gradients of backward (training mode)
  *   train/state    the running statistics after the training forward
+ *   init/state     the checkpoint's running statistics (what train/state moved from)
  *   infer/output   the inference forward's output (prepare first) of the same batch
  *   infer/mirror   T(f(T x)) for the chirality transform T of the input and the output:
  *                  equal to infer/output for an equivariant model
@@ -36,6 +37,7 @@ int rt_cmd_grad(const RtModel *m, const RtOpts *o) {
     const size_t xb = (size_t)(b * t.x_len) * sizeof(float), ob = (size_t)(b * out_len) * sizeof(float);
     float *hp = rt_calloc((size_t)m->params_size + 1, sizeof(float));
     float *hs = rt_calloc((size_t)m->state_size + 1, sizeof(float));
+    float *h_state = rt_calloc((size_t)m->state_size + 1, sizeof(float));
     float *x = rt_calloc((size_t)(b * t.x_len) + 1, sizeof(float));
     float *y = rt_calloc((size_t)(b * t.y_len) + 1, sizeof(float));
     int64_t *cls = rt_calloc((size_t)(b * t.y_len) + 1, sizeof(int64_t));
@@ -78,12 +80,12 @@ int rt_cmd_grad(const RtModel *m, const RtOpts *o) {
         m->backward(m, &ex);
         rt_dev_download(h_out, dout, ob);
         rt_dev_download(h_grad, grads, pb);
-        rt_dev_download(hs, state, sb);
+        /* into a buffer of its own: on the CPU `state` is `hs` itself, which the upload of the
+         * checkpoint's statistics below overwrites */
+        rt_dev_download(h_state, state, sb);
         /* inference, on the checkpoint's statistics again (the training forward moved them) */
-        float *hs0 = rt_calloc((size_t)m->state_size + 1, sizeof(float));
-        ok = rt_ckpt_load(o->load, m, hp, hs0, NULL, &(RtCkptMeta){0}, &e);
-        rt_dev_upload(state, hs0, sb);
-        rt_free(hs0);
+        ok = rt_ckpt_load(o->load, m, hp, hs, NULL, &(RtCkptMeta){0}, &e);
+        rt_dev_upload(state, hs, sb);
         ex.mode = RT_MODE_INFERENCE;
         ex.dropout = false;
         m->prepare(m, &ex);
@@ -104,7 +106,8 @@ int rt_cmd_grad(const RtModel *m, const RtOpts *o) {
             {.name = "train/output", .dtype = RT_F32, .ndim = 1, .shape = {b * out_len}, .data = h_out},
             {.name = "train/loss", .dtype = RT_F32, .ndim = 1, .shape = {1}, .data = &loss32},
             {.name = "train/grad", .dtype = RT_F32, .ndim = 1, .shape = {m->params_size}, .data = h_grad},
-            {.name = "train/state", .dtype = RT_F32, .ndim = 1, .shape = {m->state_size}, .data = hs},
+            {.name = "train/state", .dtype = RT_F32, .ndim = 1, .shape = {m->state_size}, .data = h_state},
+            {.name = "init/state", .dtype = RT_F32, .ndim = 1, .shape = {m->state_size}, .data = hs},
             {.name = "infer/output", .dtype = RT_F32, .ndim = 1, .shape = {b * out_len}, .data = h_inf},
             {.name = "infer/mirror", .dtype = RT_F32, .ndim = 1, .shape = {b * out_len}, .data = h_mir},
         };
@@ -116,7 +119,7 @@ int rt_cmd_grad(const RtModel *m, const RtOpts *o) {
         void *dev[] = {grads, prep, arena, dx, dout, dd};
         for (size_t i = 0; i < sizeof dev / sizeof *dev; i++) be->free(dev[i]);
     }
-    void *all[] = {hp, hs, x, y, cls, idx, h_out, h_inf, h_mir, h_tmp, h_grad};
+    void *all[] = {hp, hs, h_state, x, y, cls, idx, h_out, h_inf, h_mir, h_tmp, h_grad};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) rt_free(all[i]);
     rt_task_free(&t);
     if (!ok) return rt_report(m, &e);

@@ -4,9 +4,11 @@
 # writes the initial weights; both programs' `grad` on one batch (training forward with
 # dropout, loss, backward, then inference) must agree (relative error < 1e-4 on the outputs,
 # the loss, the gradients and the running statistics), the GPU's inference must be
-# equivariant (T f(T x) against f(x), < 1e-5), and a short GPU training run must lower the
-# loss. Skipped (77) on machines without a usable CUDA device, and where chiralc has no CUDA.
-# TARGET=cpu runs the whole script with CPU programs on both sides (the script's own check).
+# equivariant (T f(T x) against f(x), < 1e-5), the training forward must have moved the
+# running statistics of the models with batch norm, and a short GPU training run must lower
+# the loss. Skipped (77) on machines without a usable CUDA device, and where chiralc has no
+# CUDA. TARGET=cpu runs the script with CPU programs on both sides (the script's own check,
+# ctest grad_cpu); EXAMPLES picks the examples (default: all four).
 set -u
 chiralc=$1 chiraldata=$2 rttool=$3 relerr=$4 src=$5
 target=${TARGET:-cuda}
@@ -33,12 +35,14 @@ grep "^runs on" "$tmp/info"
 # below tolerance: lt VALUE LIMIT
 lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a == a + 0 && a < b) }'; }
 
-for ex in videopose3d martinez forecast_lstm action_stconv; do
+for ex in ${EXAMPLES:-videopose3d martinez forecast_lstm action_stconv}; do
+  bn=1 # has batch norm, whose running statistics the training forward moves
   case $ex in
     videopose3d)   task=lifting;  sets="--set blocks=1 --set width=68"; batch=32 ;;
     martinez)      task=lifting;  sets="--set width=68"; batch=64 ;;
-    forecast_lstm) task=forecast; sets="--set hidden=52"; batch=16 ;;
+    forecast_lstm) task=forecast; sets="--set hidden=52"; batch=16; bn=0 ;;
     action_stconv) task="action --stride 32"; sets="--set width=34"; batch=16 ;;
+    *) bad "unknown example $ex"; continue ;;
   esac
   d=$tmp/$ex
   mkdir -p "$d"
@@ -58,6 +62,11 @@ for ex in videopose3d martinez forecast_lstm action_stconv; do
     line="$line $t $r"
     lt "$r" 1e-4 || bad "$ex: $target against cpu, $t: relative error $r (limit 1e-4)"
   done
+  if [ $bn = 1 ]; then
+    r=$("$relerr" "$d/cpu.st" "$d/cpu.st" train/state init/state)
+    line="$line state moved $r"
+    lt 1e-3 "$r" || bad "$ex: the cpu program's training forward left the running statistics where they were ($r)"
+  fi
   r=$("$relerr" "$d/gpu.st" "$d/gpu.st" infer/mirror infer/output)
   line="$line equivariance $r"
   lt "$r" 1e-5 || bad "$ex: $target equivariance error $r (limit 1e-5)"
