@@ -39,7 +39,7 @@ for ex in ${EXAMPLES:-videopose3d martinez forecast_lstm action_stconv}; do
   bn=1 # has batch norm, whose running statistics the training forward moves
   case $ex in
     videopose3d)   task=lifting;  sets="--set blocks=1 --set width=68"; batch=32 ;;
-    martinez)      task=lifting;  sets="--set width=68"; batch=64 ;;
+    martinez)      task=lifting;  sets="--set width=136"; batch=64 ;;
     forecast_lstm) task=forecast; sets="--set hidden=52"; batch=16; bn=0 ;;
     action_stconv) task="action --stride 32"; sets="--set width=34"; batch=16 ;;
     *) bad "unknown example $ex"; continue ;;
