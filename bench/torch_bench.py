@@ -16,6 +16,10 @@ Networks (VideoPose3D, Pavllo et al. 2019; written here from the paper's descrip
 Forms: `dilated` (TemporalModel: dilation 3^i, residual centre crop; the inference form) and
 `strided` (TemporalModelOptimized1f: stride = kernel = 3, residual x[:, :, 1::3]; training).
 
+--device cuda runs it on the GPU (bench/gpu_run.py) in float32 throughout: TF32 is turned off
+for cuBLAS and cuDNN, as chiralc's CUDA programs compute their GEMMs in float32; every timed
+call ends with torch.cuda.synchronize(), and the result adds the GPU's peak allocated memory.
+
 Prints one JSON line: {"seconds": median per batch, "compile_s": ..., "error": ...}.
 """
 import argparse
@@ -227,11 +231,19 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    model = VideoPose3D(a.net == "chiral", a.form, a.blocks, a.width)
-    x = torch.randn(a.batch, a.frames, 17, 2)
+    dev = torch.device(a.device)
+    if a.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        sync = torch.cuda.synchronize
+    else:
+        sync = lambda: None  # noqa: E731
+    model = VideoPose3D(a.net == "chiral", a.form, a.blocks, a.width).to(dev)
+    x = torch.randn(a.batch, a.frames, 17, 2, device=dev)
     run = model
     result = {"torch": torch.__version__}
     if a.compile:
@@ -246,8 +258,10 @@ def main():
             model.eval()
             with torch.inference_mode():
                 for s in range(a.warmup + a.steps):
+                    sync()
                     t0 = time.perf_counter()
                     y = run(x)
+                    sync()
                     dt = time.perf_counter() - t0
                     if s == 0:
                         result["first_call_s"] = dt
@@ -258,13 +272,15 @@ def main():
             model.train()
             opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
             t_out = out_frames(a.form, a.blocks, a.frames)
-            target = torch.randn(a.batch, t_out, 17, 3)
+            target = torch.randn(a.batch, t_out, 17, 3, device=dev)
             for s in range(a.warmup + a.steps):
+                sync()
                 t0 = time.perf_counter()
                 opt.zero_grad(set_to_none=True)
                 loss = mpjpe(run(x), target)
                 loss.backward()
                 opt.step()
+                sync()
                 dt = time.perf_counter() - t0
                 if s == 0:
                     result["first_call_s"] = dt
@@ -272,6 +288,8 @@ def main():
                     times.append(dt)
             result["out_frames"] = int(t_out)
         result["seconds"] = statistics.median(times)
+        if a.device == "cuda":
+            result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     except Exception as e:  # noqa: BLE001
         what = "torch.compile" if a.compile else "eager"
         msg = str(e).strip().splitlines()
