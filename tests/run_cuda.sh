@@ -3,7 +3,8 @@
 #  - every example's `chiralc emit cuda` output (compiled for training) compiles with nvcc
 #    (-c, sm_90 only, little optimisation: the build's own nvcc flags are checked by the next
 #    part), at small settings: every kind of step, fewer unrolled steps (nvcc takes about a
-#    second per hundred kernels);
+#    second per hundred kernels); martinez at width 136, whose rows of channels are long
+#    enough for the block-per-row kernels (emit_cuda.c, by_rows);
 #  - `chiralc build --target cuda` makes a program of a small videopose3d, whose `info`
 #    works anywhere; on a machine without a GPU every other command exits 1 with exactly
 #    one line "videopose3d: error: no CUDA device is available (...)"; with a GPU, bench
@@ -26,7 +27,7 @@ for net in "$src"/examples/*.net; do
   ex=$(basename "$net" .net)
   case $ex in
     videopose3d)   sets="--set blocks=2 --set width=68" ;;
-    martinez)      sets="--set width=68" ;;
+    martinez)      sets="--set width=136" ;;
     forecast_lstm) sets="--set past=3 --set future=3 --set hidden=52" ;;
     action_stconv) sets="--set frames=16 --set width=34" ;;
     *)             sets="" ;;
@@ -37,6 +38,8 @@ for net in "$src"/examples/*.net; do
     { cat "$tmp/$ex/emit.log"; bad "$ex: emit cuda"; continue; }
   grep -q "^/\* s0: " "$tmp/$ex/$ex.cu" || bad "$ex: no commented steps in $ex.cu"
   grep -q "cublasSgemm" "$tmp/$ex/$ex.cu" || bad "$ex: no cuBLAS call in $ex.cu"
+  [ $ex = martinez ] && ! grep -q "for (int64_t p_ = blockIdx.x; p_ < rows_;" "$tmp/$ex/$ex.cu" &&
+    bad "$ex: no block-per-row kernel in $ex.cu"
   "$nvcc" -std=c++17 -O0 -Xptxas -O1 --fmad=false -gencode=arch=compute_90,code=sm_90 -I"$src" \
     -c "$tmp/$ex/$ex.cu" -o "$tmp/$ex/$ex.o" > "$tmp/$ex/nvcc.log" 2>&1 ||
     { head -40 "$tmp/$ex/nvcc.log"; bad "$ex: nvcc failed on the emitted $ex.cu"; }
