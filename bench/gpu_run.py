@@ -38,6 +38,11 @@ GOAL_VS_EAGER_CHIRAL = 2.0  # issue 5: at least 2x PyTorch eager on the chiral n
 # and faster than torch.compile of the baseline
 
 
+def times(x):
+    """'2.60x', or 'n/a' without a figure."""
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
 def build_programs(chiralc, work, jobs, sets):
     """chiralc build --target cuda of every (mode, variant), several nvcc at a time."""
     nets = {"train": (os.path.join(HERE, "videopose3d_strided.net"), {**sets}),
@@ -202,11 +207,11 @@ def main():
         else:
             md.append(f"- cuBLAS limit: n/a ({lim.get('error', 'no chiralc time')})")
         t_nf = res.get((mode, "chiralc no-fold"), {}).get("s")
-        md.append(f"- folded vs `--no-fold`: {cpu.fmt(cpu.ratio(t_f, t_nf), '.2f')}x")
+        md.append(f"- folded vs `--no-fold`: {times(cpu.ratio(t_f, t_nf))}")
         v_ch, v_cb = cpu.ratio(t_f, t_ch), cpu.ratio(t_f, t_cb)
-        md.append(f"- goals: {cpu.fmt(v_ch, '.2f')}x PyTorch eager chiral (>= {GOAL_VS_EAGER_CHIRAL}: "
+        md.append(f"- goals: {times(v_ch)} PyTorch eager chiral (>= {GOAL_VS_EAGER_CHIRAL}: "
                   f"{'holds' if v_ch and v_ch >= GOAL_VS_EAGER_CHIRAL else 'fails' if v_ch else 'n/a'}); "
-                  f"{cpu.fmt(v_cb, '.2f')}x torch.compile baseline (> 1: "
+                  f"{times(v_cb)} torch.compile baseline (> 1: "
                   f"{'holds' if v_cb and v_cb > 1 else 'fails' if v_cb else 'n/a'})")
         md.append("")
     text = "\n".join(md)
