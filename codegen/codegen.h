@@ -382,6 +382,32 @@ typedef struct CgDropout {
 } CgDropout;
 CgDropout cg_dropout_of(double p);
 
+/* ---- c_syntax.c: the C syntax shared by the C and CUDA printers ---------------------------- */
+
+/* How cg_c_expr prints: the stream, and what the C and CUDA files spell differently. */
+typedef struct CgCExpr {
+    FILE *out;
+    bool f64;             /* double scalars (the C backend's test mode, CgEmitOptions.f64) */
+    const char *backend;  /* "C", "CUDA": for internal errors */
+    const char *tanh;     /* the float tanh: tanh_r (codegen/fastmath.c) or CUDA's tanhf */
+    const char *momentum; /* the RtExec field of the batchnorm momentum, as the file reaches it */
+    /* the reductions the store being printed hoisted into accumulators red<redbase + i> */
+    const KirExpr *const *red;
+    int nred, redbase;
+    /* the printer's own dropout call (KIR_E_DROPMASK) */
+    void (*dropmask)(const struct CgCExpr *p, const KirExpr *x);
+} CgCExpr;
+
+extern const char *const cg_c_var[KIR_NVARS]; /* i0 .. i3, r */
+void cg_c_dim(FILE *out, KirDim d);           /* 1020, N, N * 235 */
+void cg_c_float(FILE *out, double v);         /* a float literal: 0.5f, (-2.0f), INFINITY */
+void cg_c_num(FILE *out, bool f64, double v); /* a literal of the scalar type */
+/* An affine index (off + sum coef[v] * i_v), and a whole KirIndex with its gathered
+ * terms (t<tab>[var]). */
+void cg_c_affine(FILE *out, long off, const long *coef);
+void cg_c_index(FILE *out, const KirIndex *x);
+void cg_c_expr(const CgCExpr *p, const KirExpr *x);
+
 /* ---- emit_c.c: the C backend ---------------------------------------------------------- */
 
 /* One readable C11 file defining the model descriptor (RtModel, runtime/rt.h). */
@@ -397,10 +423,6 @@ bool cg_write_c(const CgModel *m, const char *dir, const char **path_out);
 /* The descriptor's host-side tables (initial values, parameter, input and output tables,
  * the dense table and the graph's JSON), valid C and C++: the CUDA printer's too. */
 void cg_emit_c_host_tables(FILE *out, const CgModel *m);
-/* C syntax of an affine index (off + sum coef[v] * i_v) and of a whole KirIndex with its
- * gathered terms (t<tab>[var]), shared by the C and CUDA printers. */
-void cg_c_affine(FILE *out, long off, const long *coef);
-void cg_c_index(FILE *out, const KirIndex *x);
 
 /* ---- emit_cuda.c: the CUDA backend ------------------------------------------------------ */
 

@@ -8,7 +8,8 @@
  * tanh and the dropout mask are inline functions (codegen/fastmath.c,
  * support/philox.h) that gcc can vectorise. Buffers are pointers
  * into the caller's params / state / prep / inputs / outputs / arena, at the
- * offsets of the memory plan. */
+ * offsets of the memory plan. Expressions, indices and literals are printed by
+ * codegen/c_syntax.c, which the CUDA printer shares. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -28,171 +29,29 @@ typedef struct E {
     bool f64;               /* CgEmitOptions.f64: double scalars (tests) */
 } E;
 
-static const char *const var_c[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
-
-static void dim_c(FILE *out, KirDim d) {
-    if (d.batch) fprintf(out, d.n == 1 ? "N" : "N * %ld", d.n);
-    else fprintf(out, "%ld", d.n);
-}
-
-static void float_c(FILE *out, double v) {
-    if (isinf(v)) {
-        fputs(v > 0 ? "INFINITY" : "(-INFINITY)", out);
-        return;
-    }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.9g", v);
-    bool dot = strpbrk(buf, ".e") != NULL;
-    fprintf(out, v < 0 ? "(%s%sf)" : "%s%sf", buf, dot ? "" : ".0");
-}
-
 /* A constant in the scalar type of the file. */
-static void num_c(const E *e, double v) {
-    if (!e->f64 || isinf(v)) {
-        float_c(e->out, v);
-        return;
-    }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.17g", v);
-    fprintf(e->out, v < 0 ? "(%s%s)" : "%s%s", buf, strpbrk(buf, ".e") ? "" : ".0");
-}
-/* A math function of the scalar type: expf or exp. */
-static const char *fn_c(const E *e, const char *f) {
-    static char buf[32];
-    snprintf(buf, sizeof buf, "%s%s", f, e->f64 ? "" : "f");
-    return buf;
-}
+static void num_c(const E *e, double v) { cg_c_num(e->out, e->f64, v); }
 static const char *ty_c(const E *e) { return e->f64 ? "double" : "float"; }
 
-void cg_c_affine(FILE *out, long off, const long *coef) {
-    fprintf(out, "%ld", off);
-    for (int v = 0; v < KIR_NVARS; v++) {
-        if (!coef[v]) continue;
-        if (coef[v] == 1) fprintf(out, " + %s", var_c[v]);
-        else if (coef[v] == -1) fprintf(out, " - %s", var_c[v]);
-        else fprintf(out, " %c %ld * %s", coef[v] < 0 ? '-' : '+', labs(coef[v]), var_c[v]);
+/* The C file's dropout mask: the runtime's inline function, its threshold and scale from
+ * p here rather than per element. */
+static void dropmask_c(const CgCExpr *p, const KirExpr *x) {
+    fprintf(p->out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
+    cg_c_index(p->out, &x->idx);
+    if (p->f64) {
+        fprintf(p->out, ", %.17g)", x->value);
+        return;
     }
-}
-
-void cg_c_index(FILE *out, const KirIndex *x) {
-    cg_c_affine(out, x->off, x->coef);
-    for (int t = 0; t < x->ntab; t++) {
-        if (x->tab[t].coef == 1) fprintf(out, " + t%d[%s]", x->tab[t].tab, var_c[x->tab[t].var]);
-        else fprintf(out, " + %ld * t%d[%s]", x->tab[t].coef, x->tab[t].tab, var_c[x->tab[t].var]);
-    }
-}
-
-static void expr_c(E *e, const KirExpr *x);
-
-static void call1(E *e, const char *fn, const KirExpr *a) {
-    fprintf(e->out, "%s(", fn);
-    expr_c(e, a);
-    fputc(')', e->out);
-}
-static void infix(E *e, const char *op, const KirExpr *a, const KirExpr *b) {
-    fputc('(', e->out);
-    expr_c(e, a);
-    fprintf(e->out, " %s ", op);
-    expr_c(e, b);
-    fputc(')', e->out);
-}
-static const char *cmp_op(KirEop op) {
-    switch (op) {
-    case KIR_E_LT: return "<";
-    case KIR_E_LE: return "<=";
-    case KIR_E_GT: return ">";
-    case KIR_E_GE: return ">=";
-    default: return NULL;
-    }
+    CgDropout d = cg_dropout_of(x->value);
+    fprintf(p->out, ", %luu, ", (unsigned long)d.threshold);
+    cg_c_float(p->out, d.scale);
+    fputc(')', p->out);
 }
 
 static void expr_c(E *e, const KirExpr *x) {
-    FILE *out = e->out;
-    switch (x->op) {
-    case KIR_E_CONST: num_c(e, x->value); return;
-    case KIR_E_LOAD:
-        if (x->idx.guard) {
-            fputs("(0 <= ", out);
-            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
-            fputs(" && ", out);
-            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
-            fprintf(out, " < %ld ? b%d[", x->idx.glimit, x->idx.buf);
-            cg_c_index(e->out, &x->idx);
-            fputs(e->f64 ? "] : 0.0)" : "] : 0.0f)", out);
-            return;
-        }
-        fprintf(out, "b%d[", x->idx.buf);
-        cg_c_index(e->out, &x->idx);
-        fputc(']', out);
-        return;
-    case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_c[x->var]); return;
-    case KIR_E_VAL: fprintf(out, "v%d", x->slot); return;
-    case KIR_E_BATCH: fprintf(out, "(%s)N", ty_c(e)); return;
-    case KIR_E_MOMENTUM:
-        fprintf(out, "(x->bn_momentum >= 0 ? (%s)x->bn_momentum : ", ty_c(e));
-        num_c(e, x->value);
-        fputc(')', out);
-        return;
-    case KIR_E_DROPMASK:
-        fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
-        cg_c_index(e->out, &x->idx);
-        if (e->f64) fprintf(out, ", %.17g)", x->value);
-        else { /* the keep threshold and the scale, from p here rather than per element */
-            CgDropout d = cg_dropout_of(x->value);
-            fprintf(out, ", %luu, ", (unsigned long)d.threshold);
-            float_c(out, d.scale);
-            fputc(')', out);
-        }
-        return;
-    case KIR_E_SUM:
-    case KIR_E_RMAX:
-        for (int i = 0; i < e->nred; i++)
-            if (e->red[i] == x) {
-                fprintf(out, "(%s)red%d", ty_c(e), e->redbase + i);
-                return;
-            }
-        sup_bug("C backend: a reduction was not hoisted");
-    case KIR_E_NEG: call1(e, "-", x->a[0]); return;
-    case KIR_E_ABS: call1(e, fn_c(e, "fabs"), x->a[0]); return;
-    case KIR_E_EXP: call1(e, fn_c(e, "exp"), x->a[0]); return;
-    case KIR_E_EXPM1: call1(e, fn_c(e, "expm1"), x->a[0]); return;
-    case KIR_E_LOG: call1(e, fn_c(e, "log"), x->a[0]); return;
-    case KIR_E_SQRT: call1(e, fn_c(e, "sqrt"), x->a[0]); return;
-    case KIR_E_TANH: call1(e, e->f64 ? "tanh" : "tanh_r", x->a[0]); return;
-    case KIR_E_ERF: call1(e, fn_c(e, "erf"), x->a[0]); return;
-    case KIR_E_SIGMOID: call1(e, "sigmoid", x->a[0]); return;
-    case KIR_E_ADD: infix(e, "+", x->a[0], x->a[1]); return;
-    case KIR_E_SUB: infix(e, "-", x->a[0], x->a[1]); return;
-    case KIR_E_MUL: infix(e, "*", x->a[0], x->a[1]); return;
-    case KIR_E_DIV: infix(e, "/", x->a[0], x->a[1]); return;
-    case KIR_E_MIN:
-    case KIR_E_MAX:
-        fprintf(out, "%s(", fn_c(e, x->op == KIR_E_MIN ? "fmin" : "fmax"));
-        expr_c(e, x->a[0]);
-        fputs(", ", out);
-        expr_c(e, x->a[1]);
-        fputc(')', out);
-        return;
-    case KIR_E_LT:
-    case KIR_E_LE:
-    case KIR_E_GT:
-    case KIR_E_GE:
-        fputc('(', out);
-        infix(e, cmp_op(x->op), x->a[0], x->a[1]);
-        fputs(e->f64 ? " ? 1.0 : 0.0)" : " ? 1.0f : 0.0f)", out);
-        return;
-    case KIR_E_SELECT:
-        fputc('(', out);
-        if (cmp_op(x->a[0]->op)) infix(e, cmp_op(x->a[0]->op), x->a[0]->a[0], x->a[0]->a[1]);
-        else fputc('(', out), expr_c(e, x->a[0]), fputs(e->f64 ? " != 0.0)" : " != 0.0f)", out);
-        fputs(" ? ", out);
-        expr_c(e, x->a[1]);
-        fputs(" : ", out);
-        expr_c(e, x->a[2]);
-        fputc(')', out);
-        return;
-    default: sup_bug("C backend: expression op %d", (int)x->op);
-    }
+    CgCExpr p = {.out = e->out, .f64 = e->f64, .backend = "C", .tanh = "tanh_r", .momentum = "x->bn_momentum",
+                 .red = e->red, .nred = e->nred, .redbase = e->redbase, .dropmask = dropmask_c};
+    cg_c_expr(&p, x);
 }
 
 static void find_reds(E *e, const KirExpr *x) {
@@ -242,7 +101,7 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
         int ind = 1;
         if (batched) {
             fputs("    for (int64_t q = 0; q < ", out);
-            dim_c(out, g->count);
+            cg_c_dim(out, g->count);
             fputs("; q++)\n", out);
             ind = 2;
         }
@@ -251,7 +110,7 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
             fprintf(out, "cblas_dgemm(CblasRowMajor, %s, %s, ", g->ta ? "CblasTrans" : "CblasNoTrans",
                     g->tb ? "CblasTrans" : "CblasNoTrans");
         else fprintf(out, "rt_sgemm(%d, %d, ", g->ta, g->tb); /* OpenBLAS on the runtime's threads */
-        dim_c(out, g->m), fputs(", ", out), dim_c(out, g->n), fputs(", ", out), dim_c(out, g->k);
+        cg_c_dim(out, g->m), fputs(", ", out), cg_c_dim(out, g->n), fputs(", ", out), cg_c_dim(out, g->k);
         fputs(", ", out), num_c(e, g->alpha), fputs(",\n", out);
         indent(out, ind + 2), mat_c(e, &g->a, batched), fputs(", ", out), mat_c(e, &g->b, batched);
         fputs(", ", out), num_c(e, g->beta), fputs(", ", out), mat_c(e, &g->c, batched), fputs(");\n", out);
@@ -264,9 +123,9 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
             fprintf(out, "for (int64_t i0 = lo; i0 < hi; i0++)%s\n", l->ndims == 1 ? " {" : "");
             continue;
         }
-        fprintf(out, "for (int64_t %s = 0; %s < ", var_c[d], var_c[d]);
-        dim_c(out, l->ext[d]);
-        fprintf(out, "; %s++)%s\n", var_c[d], d + 1 == l->ndims ? " {" : "");
+        fprintf(out, "for (int64_t %s = 0; %s < ", cg_c_var[d], cg_c_var[d]);
+        cg_c_dim(out, l->ext[d]);
+        fprintf(out, "; %s++)%s\n", cg_c_var[d], d + 1 == l->ndims ? " {" : "");
     }
     int ind = l->ndims + 1;
     bool blocks = kir_loop_row_blocks(l);
@@ -289,15 +148,15 @@ static void step_c_at(E *e, int i, const KirStep *s, bool body) {
                 fprintf(out, "double part = %s;\n", sum ? "0.0" : "-INFINITY");
                 indent(out, ind + 1);
                 fputs("for (int64_t r = ", out);
-                dim_c(out, l->red);
+                cg_c_dim(out, l->red);
                 fprintf(out, " * q / %d; r < ", KIR_ROW_BLOCKS);
-                dim_c(out, l->red);
+                cg_c_dim(out, l->red);
                 fprintf(out, " * (q + 1) / %d; r++) ", KIR_ROW_BLOCKS);
             } else {
                 fprintf(out, "double red%d = %s;\n", n, sum ? "0.0" : "-INFINITY");
                 indent(out, ind);
                 fputs("for (int64_t r = 0; r < ", out);
-                dim_c(out, l->red);
+                cg_c_dim(out, l->red);
                 fputs("; r++) ", out);
             }
             const char *acc = blocks ? "part" : arena_printf(e->k->arena, "red%d", n);
@@ -395,9 +254,9 @@ static void function_c(E *e, KirFn f) {
         }
         KirDim w = kir_loop_work(&s->l);
         fprintf(out, "    /* s%d: %s */\n    rt_parallel_for(%s, x, ", i, s->label, outlined_name(f, i));
-        dim_c(out, s->l.ext[0]);
+        cg_c_dim(out, s->l.ext[0]);
         fputs(", ", out);
-        dim_c(out, w);
+        cg_c_dim(out, w);
         fputs(");\n", out);
     }
     fputs("}\n", out);
@@ -583,7 +442,7 @@ static void init_c(E *e) {
             sd = 0.1;
         }
         fputs(i ? ", " : "", out);
-        float_c(out, sd);
+        cg_c_float(out, sd);
     }
     fprintf(out, "};\nstatic const float init_const[%d] = {", ne > 0 ? ne : 1);
     for (int i = 0; i < ne; i++) {
@@ -685,10 +544,10 @@ static void helpers_f64_c(const E *e) {
 /* Horner's rule over c[0..n), in u: "((c5 * u + c4) * u + ...) + c0". */
 static void horner_c(FILE *out, const double *c, int n) {
     for (int i = 1; i < n; i++) fputc('(', out);
-    float_c(out, c[n - 1]);
+    cg_c_float(out, c[n - 1]);
     for (int i = n - 2; i >= 0; i--) {
         fputs(" * u + ", out);
-        float_c(out, c[i]);
+        cg_c_float(out, c[i]);
         fputc(')', out);
     }
 }
@@ -698,7 +557,7 @@ static void tanh_c(const E *e) {
     FILE *out = e->out;
     fputs("/* tanh as an exactly odd rational function (chiralc's codegen/fastmath.c): within 7 ulp */\n"
           "static inline float tanh_r(float x) {\n    const float cl = ", out);
-    float_c(out, cg_tanh_clamp);
+    cg_c_float(out, cg_tanh_clamp);
     fputs(";\n    float c = x > cl ? cl : x < -cl ? -cl : x, u = c * c;\n    float p = ", out);
     horner_c(out, cg_tanh_num, CG_TANH_NNUM);
     fputs(";\n    float q = ", out);
@@ -759,7 +618,7 @@ void cg_emit_c_opts(FILE *out, const CgModel *m, const CgEmitOptions *o) {
         for (int i = 0; i < x->n; i++) {
             if (i) fputs(", ", out);
             if (i % 16 == 0 && x->n > 16) fputs("\n    ", out);
-            if (x->is_float) float_c(out, x->f[i]);
+            if (x->is_float) cg_c_float(out, x->f[i]);
             else fprintf(out, "%d", x->i[i]);
         }
         if (x->n == 0) fputc('0', out);

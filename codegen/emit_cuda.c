@@ -15,9 +15,10 @@
  *     count > 0 is cublasSgemmStridedBatched;
  *   - every KIR function is a host function that launches its steps in order on the
  *     runtime's stream (runtime/cuda/rt_cuda.h), each launch and call checked.
- * Reductions accumulate in double as on the CPU; dropout draws support/philox.h's mask,
- * the CPU's bit for bit. The descriptor's tables come from the C printer
- * (cg_emit_c_host_tables): the initialiser runs on the host, as on the CPU.
+ * Expressions, indices and literals are printed by codegen/c_syntax.c, as the C
+ * printer's. Reductions accumulate in double as on the CPU; dropout draws
+ * support/philox.h's mask, the CPU's bit for bit. The descriptor's tables come from the
+ * C printer (cg_emit_c_host_tables): the initialiser runs on the host, as on the CPU.
  *
  * A new kind of step is a new case in step_kernel_cu / step_launch_cu. */
 #include <errno.h>
@@ -44,138 +45,27 @@ typedef struct E {
     int redbase;            /* named red<redbase + i>: the kernel's earlier stores' come first */
 } E;
 
-static const char *const var_cu[KIR_NVARS] = {"i0", "i1", "i2", "i3", "r"};
+/* ---- expressions (float, as the C backend's: codegen/c_syntax.c) ------------------------- */
 
-static void dim_cu(FILE *out, KirDim d) {
-    if (d.batch) fprintf(out, d.n == 1 ? "N" : "N * %ld", d.n);
-    else fprintf(out, "%ld", d.n);
-}
-
-static void float_cu(FILE *out, double v) {
-    if (isinf(v)) {
-        fputs(v > 0 ? "INFINITY" : "(-INFINITY)", out);
+/* The CUDA file's dropout mask: support/philox.h's, with the threshold and the scale
+ * (float)(1 / (1 - p)) folded here. */
+static void dropmask_cu(const CgCExpr *p, const KirExpr *x) {
+    FILE *out = p->out;
+    if (x->value >= 1) {
+        fputs("(x.dropout ? 0.0f : 1.0f)", out);
         return;
     }
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.9g", v);
-    bool dot = strpbrk(buf, ".e") != NULL;
-    fprintf(out, v < 0 ? "(%s%sf)" : "%s%sf", buf, dot ? "" : ".0");
-}
-
-/* ---- expressions (float, as the C backend's) ----------------------------------------------- */
-
-static void expr_cu(E *e, const KirExpr *x);
-
-static void call1(E *e, const char *fn, const KirExpr *a) {
-    fprintf(e->out, "%s(", fn);
-    expr_cu(e, a);
-    fputc(')', e->out);
-}
-static void infix(E *e, const char *op, const KirExpr *a, const KirExpr *b) {
-    fputc('(', e->out);
-    expr_cu(e, a);
-    fprintf(e->out, " %s ", op);
-    expr_cu(e, b);
-    fputc(')', e->out);
-}
-static const char *cmp_op(KirEop op) {
-    switch (op) {
-    case KIR_E_LT: return "<";
-    case KIR_E_LE: return "<=";
-    case KIR_E_GT: return ">";
-    case KIR_E_GE: return ">=";
-    default: return NULL;
-    }
+    fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
+    cg_c_index(out, &x->idx);
+    fprintf(out, ", %uu, ", (unsigned)sup_dropout_threshold(x->value));
+    cg_c_float(out, (float)(1.0 / (1.0 - x->value)));
+    fprintf(out, ") /* p = %.17g */", x->value);
 }
 
 static void expr_cu(E *e, const KirExpr *x) {
-    FILE *out = e->out;
-    switch (x->op) {
-    case KIR_E_CONST: float_cu(out, x->value); return;
-    case KIR_E_LOAD:
-        if (x->idx.guard) {
-            fputs("(0 <= ", out);
-            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
-            fputs(" && ", out);
-            cg_c_affine(out, x->idx.goff, x->idx.gcoef);
-            fprintf(out, " < %ld ? b%d[", x->idx.glimit, x->idx.buf);
-            cg_c_index(e->out, &x->idx);
-            fputs("] : 0.0f)", out);
-            return;
-        }
-        fprintf(out, "b%d[", x->idx.buf);
-        cg_c_index(e->out, &x->idx);
-        fputc(']', out);
-        return;
-    case KIR_E_TAB: fprintf(out, "t%d[%s]", x->tab, var_cu[x->var]); return;
-    case KIR_E_VAL: fprintf(out, "v%d", x->slot); return;
-    case KIR_E_BATCH: fputs("(float)N", out); return;
-    case KIR_E_MOMENTUM:
-        fputs("(x.momentum >= 0 ? (float)x.momentum : ", out);
-        float_cu(out, x->value);
-        fputc(')', out);
-        return;
-    case KIR_E_DROPMASK:
-        /* rt_rng_keep's threshold and emit_c's scale, (float)(1 / (1 - p)), folded here */
-        if (x->value >= 1) {
-            fputs("(x.dropout ? 0.0f : 1.0f)", out);
-            return;
-        }
-        fprintf(out, "dropmask(x, %lluu, ", (unsigned long long)x->stream);
-        cg_c_index(e->out, &x->idx);
-        fprintf(out, ", %uu, ", (unsigned)sup_dropout_threshold(x->value));
-        float_cu(out, (float)(1.0 / (1.0 - x->value)));
-        fprintf(out, ") /* p = %.17g */", x->value);
-        return;
-    case KIR_E_SUM:
-    case KIR_E_RMAX:
-        for (int i = 0; i < e->nred; i++)
-            if (e->red[i] == x) {
-                fprintf(out, "(float)red%d", e->redbase + i);
-                return;
-            }
-        sup_bug("CUDA backend: a reduction was not hoisted");
-    case KIR_E_NEG: call1(e, "-", x->a[0]); return;
-    case KIR_E_ABS: call1(e, "fabsf", x->a[0]); return;
-    case KIR_E_EXP: call1(e, "expf", x->a[0]); return;
-    case KIR_E_EXPM1: call1(e, "expm1f", x->a[0]); return;
-    case KIR_E_LOG: call1(e, "logf", x->a[0]); return;
-    case KIR_E_SQRT: call1(e, "sqrtf", x->a[0]); return;
-    case KIR_E_TANH: call1(e, "tanhf", x->a[0]); return;
-    case KIR_E_ERF: call1(e, "erff", x->a[0]); return;
-    case KIR_E_SIGMOID: call1(e, "sigmoid", x->a[0]); return;
-    case KIR_E_ADD: infix(e, "+", x->a[0], x->a[1]); return;
-    case KIR_E_SUB: infix(e, "-", x->a[0], x->a[1]); return;
-    case KIR_E_MUL: infix(e, "*", x->a[0], x->a[1]); return;
-    case KIR_E_DIV: infix(e, "/", x->a[0], x->a[1]); return;
-    case KIR_E_MIN:
-    case KIR_E_MAX:
-        fprintf(out, "%s(", x->op == KIR_E_MIN ? "fminf" : "fmaxf");
-        expr_cu(e, x->a[0]);
-        fputs(", ", out);
-        expr_cu(e, x->a[1]);
-        fputc(')', out);
-        return;
-    case KIR_E_LT:
-    case KIR_E_LE:
-    case KIR_E_GT:
-    case KIR_E_GE:
-        fputc('(', out);
-        infix(e, cmp_op(x->op), x->a[0], x->a[1]);
-        fputs(" ? 1.0f : 0.0f)", out);
-        return;
-    case KIR_E_SELECT:
-        fputc('(', out);
-        if (cmp_op(x->a[0]->op)) infix(e, cmp_op(x->a[0]->op), x->a[0]->a[0], x->a[0]->a[1]);
-        else fputc('(', out), expr_cu(e, x->a[0]), fputs(" != 0.0f)", out);
-        fputs(" ? ", out);
-        expr_cu(e, x->a[1]);
-        fputs(" : ", out);
-        expr_cu(e, x->a[2]);
-        fputc(')', out);
-        return;
-    default: sup_bug("CUDA backend: expression op %d", (int)x->op);
-    }
+    CgCExpr p = {.out = e->out, .backend = "CUDA", .tanh = "tanhf", .momentum = "x.momentum", .red = e->red,
+                 .nred = e->nred, .redbase = e->redbase, .dropmask = dropmask_cu};
+    cg_c_expr(&p, x);
 }
 
 static bool uses_val(const KirExpr *x, int slot) {
@@ -227,7 +117,7 @@ static void decl_bufs(E *e, const bool *used, const bool *written) {
 static void points_cu(FILE *out, const KirLoop *l) {
     for (int d = 0; d < l->ndims; d++) {
         if (d) fputs(" * ", out);
-        dim_cu(out, l->ext[d]);
+        cg_c_dim(out, l->ext[d]);
     }
 }
 
@@ -241,12 +131,12 @@ static void decompose_cu(FILE *out, const KirLoop *l, int ndims, int ind) {
             fputs("const int64_t i0 = q_;\n", out);
             break;
         }
-        fprintf(out, "const int64_t %s = q_ %% (", var_cu[d]);
-        dim_cu(out, l->ext[d]);
+        fprintf(out, "const int64_t %s = q_ %% (", cg_c_var[d]);
+        cg_c_dim(out, l->ext[d]);
         fputs(");\n", out);
         indent(out, ind);
         fputs("q_ /= ", out);
-        dim_cu(out, l->ext[d]);
+        cg_c_dim(out, l->ext[d]);
         fputs(";\n", out);
     }
     indent(out, ind);
@@ -270,7 +160,7 @@ static void stores_cu(E *e, const KirLoop *l, int ind, bool block) {
             fprintf(out, "double red%d = %s;\n", e->redbase + r, sum ? "0.0" : "-INFINITY");
             indent(out, ind);
             fputs(block ? "for (int64_t r = threadIdx.x; r < " : "for (int64_t r = 0; r < ", out);
-            dim_cu(out, l->red);
+            cg_c_dim(out, l->red);
             fputs(block ? "; r += blockDim.x) " : "; r++) ", out);
             int saved = e->nred;
             e->nred = 0; /* the body holds no reductions */
@@ -340,7 +230,7 @@ static bool by_rows(const KirLoop *l) {
 static void rows_cu(FILE *out, const KirLoop *l) {
     for (int d = 0; d + 1 < l->ndims; d++) {
         if (d) fputs(" * ", out);
-        dim_cu(out, l->ext[d]);
+        cg_c_dim(out, l->ext[d]);
     }
 }
 
@@ -355,9 +245,9 @@ static const char *kernel_name(KirFn f, int i, bool block) {
 static int nest_cu(FILE *out, const KirLoop *l, int first, int ind) {
     for (int d = first; d < l->ndims; d++) {
         indent(out, ind++);
-        fprintf(out, "for (int64_t %s = 0; %s < ", var_cu[d], var_cu[d]);
-        dim_cu(out, l->ext[d]);
-        fprintf(out, "; %s++)\n", var_cu[d]);
+        fprintf(out, "for (int64_t %s = 0; %s < ", cg_c_var[d], cg_c_var[d]);
+        cg_c_dim(out, l->ext[d]);
+        fprintf(out, "; %s++)\n", cg_c_var[d]);
     }
     if (first < l->ndims) {
         indent(out, ind - 1);
@@ -388,7 +278,7 @@ static void step_kernel_cu(E *e, KirFn f, int i, const KirStep *s) {
         int ind = 1;
         if (par == PAR_OUTER) {
             fputs("    for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i0 < ", out);
-            dim_cu(out, l->ext[0]);
+            cg_c_dim(out, l->ext[0]);
             fputs(";\n         i0 += (int64_t)gridDim.x * blockDim.x) {\n", out);
             ind = nest_cu(out, l, 1, 2);
         } else {
@@ -418,8 +308,8 @@ static void step_kernel_cu(E *e, KirFn f, int i, const KirStep *s) {
             rows_cu(out, l);
             fputs(";\n    for (int64_t p_ = blockIdx.x; p_ < rows_; p_ += gridDim.x) {\n", out);
             decompose_cu(out, l, last, 2);
-            fprintf(out, "        for (int64_t %s = threadIdx.x; %s < %ld; %s += blockDim.x) {\n", var_cu[last],
-                    var_cu[last], l->ext[last].n, var_cu[last]);
+            fprintf(out, "        for (int64_t %s = threadIdx.x; %s < %ld; %s += blockDim.x) {\n", cg_c_var[last],
+                    cg_c_var[last], l->ext[last].n, cg_c_var[last]);
             stores_cu(e, l, 3, false);
             fputs("        }\n    }\n}\n", out);
             continue;
@@ -452,25 +342,25 @@ static void gemm_cu(E *e, const KirGemm *g) {
     bool overlap = batched && (g->m.batch || g->n.batch || labs(g->c.stride) < (g->m.n - 1) * g->c.ld + g->n.n);
     if (overlap) {
         fputs("    for (int64_t q = 0; q < ", out);
-        dim_cu(out, g->count);
+        cg_c_dim(out, g->count);
         fputs("; q++) /* the items' C blocks overlap: in order */\n", out);
         fprintf(out, "    RT_CUBLAS_CHECK(cublasSgemm(h, %s, %s, (int)(", g->tb ? "CUBLAS_OP_T" : "CUBLAS_OP_N",
                 g->ta ? "CUBLAS_OP_T" : "CUBLAS_OP_N");
-        dim_cu(out, g->n), fputs("), (int)(", out), dim_cu(out, g->m), fputs("), (int)(", out), dim_cu(out, g->k);
+        cg_c_dim(out, g->n), fputs("), (int)(", out), cg_c_dim(out, g->m), fputs("), (int)(", out), cg_c_dim(out, g->k);
         fputs("),\n        flt(", out);
-        float_cu(out, g->alpha);
+        cg_c_float(out, g->alpha);
         fprintf(out, "), b%d + %ld + q * %ldL, %ld, b%d + %ld + q * %ldL, %ld, flt(", g->b.buf, g->b.off, g->b.stride,
                 g->b.ld, g->a.buf, g->a.off, g->a.stride, g->a.ld);
-        float_cu(out, g->beta);
+        cg_c_float(out, g->beta);
         fprintf(out, "), b%d + %ld + q * %ldL, %ld));\n", g->c.buf, g->c.off, g->c.stride, g->c.ld);
         return;
     }
     /* row-major C[m x n] = op(A) op(B) is column-major C^T[n x m] = op(B)^T op(A)^T */
     fprintf(out, "    RT_CUBLAS_CHECK(%s(h, %s, %s, (int)(", batched ? "cublasSgemmStridedBatched" : "cublasSgemm",
             g->tb ? "CUBLAS_OP_T" : "CUBLAS_OP_N", g->ta ? "CUBLAS_OP_T" : "CUBLAS_OP_N");
-    dim_cu(out, g->n), fputs("), (int)(", out), dim_cu(out, g->m), fputs("), (int)(", out), dim_cu(out, g->k);
+    cg_c_dim(out, g->n), fputs("), (int)(", out), cg_c_dim(out, g->m), fputs("), (int)(", out), cg_c_dim(out, g->k);
     fputs("),\n        flt(", out);
-    float_cu(out, g->alpha);
+    cg_c_float(out, g->alpha);
     fputs("), ", out);
     mat_cu(out, &g->b);
     if (batched) fprintf(out, ", %ldLL", g->b.stride);
@@ -478,12 +368,12 @@ static void gemm_cu(E *e, const KirGemm *g) {
     mat_cu(out, &g->a);
     if (batched) fprintf(out, ", %ldLL", g->a.stride);
     fputs(", flt(", out);
-    float_cu(out, g->beta);
+    cg_c_float(out, g->beta);
     fputs("), ", out);
     mat_cu(out, &g->c);
     if (batched) {
         fprintf(out, ", %ldLL, (int)(", g->c.stride);
-        dim_cu(out, g->count);
+        cg_c_dim(out, g->count);
         fputc(')', out);
     }
     fputs("));\n", out);
@@ -502,7 +392,7 @@ static void step_launch_cu(E *e, KirFn f, int i, const KirStep *s) {
             fprintf(out, "    %s<<<", kernel_name(f, i, false));
             if (par == PAR_OUTER) {
                 fputs("rt_cuda_grid(", out);
-                dim_cu(out, l->ext[0]);
+                cg_c_dim(out, l->ext[0]);
                 fprintf(out, ", %d), %d", THREADS, THREADS);
             } else {
                 fputs("1, 1", out);
@@ -515,7 +405,7 @@ static void step_launch_cu(E *e, KirFn f, int i, const KirStep *s) {
             fputs("    if (", out);
             points_cu(out, l);
             fprintf(out, " < %d && ", BLOCK_RED_POINTS);
-            dim_cu(out, l->red);
+            cg_c_dim(out, l->red);
             fprintf(out, " >= %d) {\n        %s<<<rt_cuda_grid((", BLOCK_RED_MIN, kernel_name(f, i, true));
             points_cu(out, l);
             fprintf(out, ") * %d, %d), %d, 0, st>>>(x);\n", THREADS, THREADS, THREADS);
@@ -673,7 +563,7 @@ static void tables_cu(E *e) {
         for (int i = 0; i < x->n; i++) {
             if (i) fputs(", ", out);
             if (i % 16 == 0 && x->n > 16) fputs("\n    ", out);
-            if (x->is_float) float_cu(out, x->f[i]);
+            if (x->is_float) cg_c_float(out, x->f[i]);
             else fprintf(out, "%d", x->i[i]);
         }
         if (x->n == 0) fputc('0', out);
