@@ -20,23 +20,19 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#define CHECK(stmt)                                                                                     \
-    do {                                                                                                \
-        cudaError_t e_ = (stmt);                                                                        \
-        if (e_ != cudaSuccess) {                                                                        \
-            fprintf(stderr, "cublas_sgemm: %s failed at %s:%d: %s\n", #stmt, __FILE__, __LINE__,         \
-                    cudaGetErrorString(e_));                                                            \
-            exit(1);                                                                                    \
-        }                                                                                               \
+[[noreturn]] static void fail(const char *stmt, const char *file, int line, const char *why) {
+    fprintf(stderr, "cublas_sgemm: %s failed at %s:%d: %s\n", stmt, file, line, why);
+    exit(1);
+}
+#define CHECK(stmt)                                                                   \
+    do {                                                                              \
+        cudaError_t e_ = (stmt);                                                      \
+        if (e_ != cudaSuccess) fail(#stmt, __FILE__, __LINE__, cudaGetErrorString(e_)); \
     } while (0)
-#define CHECK_BLAS(stmt)                                                                                \
-    do {                                                                                                \
-        cublasStatus_t s_ = (stmt);                                                                     \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                              \
-            fprintf(stderr, "cublas_sgemm: %s failed at %s:%d: %s\n", #stmt, __FILE__, __LINE__,         \
-                    cublasGetStatusString(s_));                                                         \
-            exit(1);                                                                                    \
-        }                                                                                               \
+#define CHECK_BLAS(stmt)                                                                          \
+    do {                                                                                          \
+        cublasStatus_t s_ = (stmt);                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS) fail(#stmt, __FILE__, __LINE__, cublasGetStatusString(s_)); \
     } while (0)
 
 struct Shape {
