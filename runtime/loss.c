@@ -3,22 +3,18 @@
  * The definitions are those of the float64 reference interpreter (see rt.h), so the
  * compiled program and the interpreter can be compared on the loss and its gradient.
  * Sums are accumulated in double: a batch of 1024 x 51 float terms loses digits
- * otherwise. */
+ * otherwise. Each term and its gradient is runtime/terms.h's, the CUDA backend's too. */
 #include <inttypes.h>
 #include <math.h>
 
 #include "runtime/rt.h"
+#include "runtime/terms.h"
 
 double rt_loss_mse(const float *y, const float *t, int64_t rows, int64_t nfeat, float *grad) {
     const int64_t n = rows * nfeat;
     if (n == 0) return 0;
     double s = 0;
-    const double k = 2.0 / (double)n;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)y[i] - (double)t[i];
-        s += d * d;
-        if (grad) grad[i] = (float)(k * d);
-    }
+    for (int64_t i = 0; i < n; i++) s += rt_mse_term(y, t, i, 2.0 / (double)n, grad);
     return s / (double)n;
 }
 
@@ -26,13 +22,7 @@ double rt_loss_l1(const float *y, const float *t, int64_t rows, int64_t nfeat, f
     const int64_t n = rows * nfeat;
     if (n == 0) return 0;
     double s = 0;
-    const double k = 1.0 / (double)n;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)y[i] - (double)t[i];
-        s += fabs(d);
-        /* PyTorch's subgradient: 0 where the prediction equals the target. */
-        if (grad) grad[i] = (float)(d > 0 ? k : d < 0 ? -k : 0.0);
-    }
+    for (int64_t i = 0; i < n; i++) s += rt_l1_term(y, t, i, 1.0 / (double)n, grad);
     return s / (double)n;
 }
 
@@ -40,47 +30,14 @@ double rt_loss_mpjpe(const float *y, const float *t, int64_t rows, int64_t njoin
     const int64_t n = rows * njoints;
     if (n == 0) return 0;
     double s = 0;
-    const double k = 1.0 / (double)n;
-    for (int64_t j = 0; j < n; j++) {
-        const float *yj = y + j * ncoords, *tj = t + j * ncoords;
-        double ss = 0;
-        for (int c = 0; c < ncoords; c++) {
-            double d = (double)yj[c] - (double)tj[c];
-            ss += d * d;
-        }
-        double dist = sqrt(ss);
-        s += dist;
-        if (grad) {
-            /* The norm is not differentiable at 0; 0 is the subgradient PyTorch's
-             * torch.norm backward also returns there. */
-            for (int c = 0; c < ncoords; c++)
-                grad[j * ncoords + c] = dist > 0 ? (float)(k * ((double)yj[c] - (double)tj[c]) / dist) : 0.0f;
-        }
-    }
+    for (int64_t j = 0; j < n; j++) s += rt_mpjpe_term(y, t, j, ncoords, 1.0 / (double)n, grad);
     return s / (double)n;
 }
 
 double rt_loss_cross_entropy(const float *y, const int64_t *t, int64_t rows, int64_t nclass, float *grad) {
     if (rows == 0) return 0;
     double s = 0;
-    const double k = 1.0 / (double)rows;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *yr = y + r * nclass;
-        /* log-softmax with the maximum subtracted: exp never overflows. */
-        double mx = -INFINITY;
-        for (int64_t c = 0; c < nclass; c++)
-            if ((double)yr[c] > mx) mx = yr[c];
-        double z = 0;
-        for (int64_t c = 0; c < nclass; c++) z += exp((double)yr[c] - mx);
-        double lse = mx + log(z);
-        s += lse - (double)yr[t[r]];
-        if (grad) {
-            for (int64_t c = 0; c < nclass; c++) {
-                double pc = exp((double)yr[c] - lse);
-                grad[r * nclass + c] = (float)(k * (pc - (c == t[r] ? 1.0 : 0.0)));
-            }
-        }
-    }
+    for (int64_t r = 0; r < rows; r++) s += rt_cross_entropy_term(y, t, r, nclass, 1.0 / (double)rows, grad);
     return s / (double)rows;
 }
 

@@ -5,11 +5,12 @@
  * torch.optim.Adam with L2 weight decay and optional amsgrad), so that a model trained
  * here can be compared with its PyTorch counterpart step for step. The state is one flat
  * float buffer so that a checkpoint saves it as a single tensor and --resume continues
- * bit-identically. */
+ * bit-identically. The per-parameter step is runtime/terms.h's, the CUDA backend's too. */
 #include <math.h>
 #include <string.h>
 
 #include "runtime/rt.h"
+#include "runtime/terms.h"
 
 int64_t rt_optim_state_len(const RtOptimCfg *cfg, int64_t n) {
     if (cfg->kind == RT_OPTIM_SGD) return cfg->momentum != 0 ? n : 0;
@@ -30,39 +31,18 @@ void rt_optim_free(RtOptim *o) {
 }
 
 static void sgd_step(RtOptim *o, float *p, const float *g, double lr) {
-    const double mu = o->cfg.momentum, wd = o->cfg.weight_decay;
-    float *v = o->state;
-    for (int64_t i = 0; i < o->n; i++) {
-        double d = (double)g[i] + wd * (double)p[i];
-        if (v) {
-            /* PyTorch starts the buffer as a copy of the first gradient; with a zero
-             * buffer mu * 0 + d is the same value. */
-            v[i] = (float)(mu * (double)v[i] + d);
-            d = v[i];
-        }
-        p[i] = (float)((double)p[i] - lr * d);
-    }
+    for (int64_t i = 0; i < o->n; i++) rt_sgd_term(p, g, o->state, i, lr, o->cfg.momentum, o->cfg.weight_decay);
 }
 
 static void adam_step(RtOptim *o, float *p, const float *g, double lr) {
-    const double b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps, wd = o->cfg.weight_decay;
+    const double b1 = o->cfg.beta1, b2 = o->cfg.beta2;
     const int64_t n = o->n;
     float *m = o->state, *v = o->state + n, *vmax = o->cfg.amsgrad ? o->state + 2 * n : NULL;
     const double t = (double)o->step;   /* already incremented: the first step is t = 1 */
     const double bc1 = 1.0 - pow(b1, t), bc2 = 1.0 - pow(b2, t);
     const double step_size = lr / bc1, sqrt_bc2 = sqrt(bc2);
-    for (int64_t i = 0; i < n; i++) {
-        double gi = (double)g[i] + wd * (double)p[i];
-        m[i] = (float)(b1 * (double)m[i] + (1.0 - b1) * gi);
-        v[i] = (float)(b2 * (double)v[i] + (1.0 - b2) * gi * gi);
-        double vv = v[i];
-        if (vmax) {
-            if (v[i] > vmax[i]) vmax[i] = v[i];
-            vv = vmax[i];
-        }
-        double denom = sqrt(vv) / sqrt_bc2 + eps;
-        p[i] = (float)((double)p[i] - step_size * (double)m[i] / denom);
-    }
+    for (int64_t i = 0; i < n; i++)
+        rt_adam_term(p, g, m, v, vmax, i, b1, b2, o->cfg.eps, o->cfg.weight_decay, step_size, sqrt_bc2);
 }
 
 void rt_optim_step(RtOptim *o, float *p, const float *g, double lr) {

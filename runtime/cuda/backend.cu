@@ -2,9 +2,10 @@
  * memory, copies, the losses with their gradient, gradient clipping and the fused
  * optimiser step, all on one stream.
  *
- * The arithmetic is the CPU's (runtime/loss.c, runtime/optim.c) term for term, in
- * double, compiled without contraction into FMAs (--fmad=false): the optimiser step
- * gives the CPU's floats bit for bit from the same inputs. Sums (losses, the gradient
+ * Every loss term and optimiser step is the CPU's own code (runtime/terms.h, shared with
+ * runtime/loss.c and runtime/optim.c), in double, compiled without contraction into FMAs
+ * (--fmad=false): the optimiser step gives the CPU's floats bit for bit from the same
+ * inputs. Sums (losses, the gradient
  * norm) are reduced deterministically: a fixed grid, each block's partial sum in a
  * fixed order, the partials added on the host in block order, so a run repeats
  * exactly; they differ from the CPU's sequential sums only by rounding. */
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "runtime/cuda/rt_cuda.h"
+#include "runtime/terms.h"
 
 enum { RED_BLOCKS = 264, THREADS = 256 };
 
@@ -121,65 +123,31 @@ static double partial_total(void) {
 #define GRID_STRIDE(i, n) \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
 
-/* ---- losses (runtime/loss.c, the same formulas) ----------------------------------------- */
+/* ---- losses (runtime/loss.c; the terms are runtime/terms.h's) ---------------------------- */
 
 static __global__ void k_mse(const float *y, const float *t, int64_t n, double k, float *grad, double *partial) {
     double s = 0;
-    GRID_STRIDE(i, n) {
-        double d = (double)y[i] - (double)t[i];
-        s += d * d;
-        if (grad) grad[i] = (float)(k * d);
-    }
+    GRID_STRIDE(i, n) s += rt_mse_term(y, t, i, k, grad);
     block_sum(s, partial);
 }
 
 static __global__ void k_l1(const float *y, const float *t, int64_t n, double k, float *grad, double *partial) {
     double s = 0;
-    GRID_STRIDE(i, n) {
-        double d = (double)y[i] - (double)t[i];
-        s += fabs(d);
-        if (grad) grad[i] = (float)(d > 0 ? k : d < 0 ? -k : 0.0);
-    }
+    GRID_STRIDE(i, n) s += rt_l1_term(y, t, i, k, grad);
     block_sum(s, partial);
 }
 
 static __global__ void k_mpjpe(const float *y, const float *t, int64_t n, int nc, double k, float *grad,
                                double *partial) {
     double s = 0;
-    GRID_STRIDE(j, n) {
-        const float *yj = y + j * nc, *tj = t + j * nc;
-        double ss = 0;
-        for (int c = 0; c < nc; c++) {
-            double d = (double)yj[c] - (double)tj[c];
-            ss += d * d;
-        }
-        double dist = sqrt(ss);
-        s += dist;
-        if (grad)
-            for (int c = 0; c < nc; c++)
-                grad[j * nc + c] = dist > 0 ? (float)(k * ((double)yj[c] - (double)tj[c]) / dist) : 0.0f;
-    }
+    GRID_STRIDE(j, n) s += rt_mpjpe_term(y, t, j, nc, k, grad);
     block_sum(s, partial);
 }
 
 static __global__ void k_cross_entropy(const float *y, const int64_t *t, int64_t rows, int64_t nclass, double k,
                                        float *grad, double *partial) {
     double s = 0;
-    GRID_STRIDE(r, rows) {
-        const float *yr = y + r * nclass;
-        double mx = -INFINITY;
-        for (int64_t c = 0; c < nclass; c++)
-            if ((double)yr[c] > mx) mx = yr[c];
-        double z = 0;
-        for (int64_t c = 0; c < nclass; c++) z += exp((double)yr[c] - mx);
-        double lse = mx + log(z);
-        s += lse - (double)yr[t[r]];
-        if (grad)
-            for (int64_t c = 0; c < nclass; c++) {
-                double pc = exp((double)yr[c] - lse);
-                grad[r * nclass + c] = (float)(k * (pc - (c == t[r] ? 1.0 : 0.0)));
-            }
-    }
+    GRID_STRIDE(r, rows) s += rt_cross_entropy_term(y, t, r, nclass, k, grad);
     block_sum(s, partial);
 }
 
@@ -243,30 +211,12 @@ static double cuda_clip(float *g, int64_t n, double max_norm) {
 }
 
 static __global__ void k_sgd(float *p, const float *g, float *v, int64_t n, double lr, double mu, double wd) {
-    GRID_STRIDE(i, n) {
-        double d = (double)g[i] + wd * (double)p[i];
-        if (v) {
-            v[i] = (float)(mu * (double)v[i] + d);
-            d = v[i];
-        }
-        p[i] = (float)((double)p[i] - lr * d);
-    }
+    GRID_STRIDE(i, n) rt_sgd_term(p, g, v, i, lr, mu, wd);
 }
 
 static __global__ void k_adam(float *p, const float *g, float *m, float *v, float *vmax, int64_t n, double b1,
                               double b2, double eps, double wd, double step_size, double sqrt_bc2) {
-    GRID_STRIDE(i, n) {
-        double gi = (double)g[i] + wd * (double)p[i];
-        m[i] = (float)(b1 * (double)m[i] + (1.0 - b1) * gi);
-        v[i] = (float)(b2 * (double)v[i] + (1.0 - b2) * gi * gi);
-        double vv = v[i];
-        if (vmax) {
-            if (v[i] > vmax[i]) vmax[i] = v[i];
-            vv = vmax[i];
-        }
-        double denom = sqrt(vv) / sqrt_bc2 + eps;
-        p[i] = (float)((double)p[i] - step_size * (double)m[i] / denom);
-    }
+    GRID_STRIDE(i, n) rt_adam_term(p, g, m, v, vmax, i, b1, b2, eps, wd, step_size, sqrt_bc2);
 }
 
 /* One fused kernel over the flat parameters; state is the device copy of o->state. */
