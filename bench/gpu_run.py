@@ -43,7 +43,7 @@ def times(x):
     return "n/a" if x is None else f"{x:.2f}x"
 
 
-def build_programs(chiralc, work, jobs, sets):
+def build_programs(cc, work, jobs, sets):
     """chiralc build --target cuda of every (mode, variant), several nvcc at a time."""
     nets = {"train": (os.path.join(HERE, "videopose3d_strided.net"), {**sets}),
             "infer": (os.path.join(ROOT, "examples", "videopose3d.net"), {**sets, "frames": 3 ** (sets["blocks"] + 1)})}
@@ -52,8 +52,8 @@ def build_programs(chiralc, work, jobs, sets):
         mode, variant = key
         net, s = nets[mode]
         prog = os.path.join(work, f"{mode}-{variant}")
-        cmd = [chiralc, "build", "--target", "cuda", net, *[a for k, v in s.items() for a in ("--set", f"{k}={v}")],
-               "-O2", "-o", prog] + ([] if variant == "folded" else ["--" + variant])
+        cmd = [cc.exe, "build", "--target", "cuda", net, *cc.sets(s), "-O2", "-o", prog] + (
+            [] if variant == "folded" else ["--" + variant])
         r = subprocess.run(cmd, capture_output=True, text=True)
         return key, (prog if r.returncode == 0 else None), cpu.last_error(r.stderr) if r.returncode else None
 
@@ -75,29 +75,9 @@ def build_cublas(build, work):
     return (exe, None) if r.returncode == 0 else (None, f"nvcc cublas_sgemm.cu failed: {cpu.last_error(r.stderr)}")
 
 
-def kir_of(chiralc, net, sets):
-    r = subprocess.run([chiralc, "emit", "kir", net, "--train", *[a for k, v in sets.items() for a in
-                                                                   ("--set", f"{k}={v}")]], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"chiralc emit kir failed: {cpu.last_error(r.stderr)}")
-    return r.stdout
-
-
-def chiralc_bench(prog, steps):
-    rc, out, err, _ = cpu.run_child([prog, "bench", "--batch", str(BATCH), "--steps", str(steps)])
-    if rc != 0:
-        return {"error": f"bench exit {rc}: {cpu.last_error(err or out)}"}
-    res = {}
-    for key, pat in (("infer_s", r"forward \(infer\)\s+([\d.]+) ms"), ("train_s", r"training step\s+([\d.]+) ms")):
-        m = re.search(pat, out)
-        if m:
-            res[key] = float(m.group(1)) / 1e3
-    return res
-
-
 def timed(prog, key, steps):
-    """One round of a chiralc program: {"s": seconds} or {"error": ...}."""
-    r = chiralc_bench(prog, steps)
+    """One round of a chiralc program (its own `bench`): {"s": seconds} or {"error": ...}."""
+    r = cpu.chiralc_bench(prog, BATCH, steps, False)
     return {"s": r[key]} if key in r else {"error": r.get("error", f"no {key} in the program's output")}
 
 
@@ -130,18 +110,16 @@ def main():
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--jobs", type=int, default=6, help="nvcc builds at a time (default 6)")
     a = ap.parse_args()
-    chiralc = a.chiralc or os.path.join(a.build, "chiralc")
-    if not os.access(chiralc, os.X_OK):
-        sys.exit(f"gpu_run: no chiralc at {chiralc} (build it first, or pass --build DIR)")
     blocks = 2 if a.quick else 4
     rounds = a.rounds or (1 if a.quick else 3)
     do_compile = (not a.quick) if a.compile is None else a.compile
     sets = {"blocks": blocks, "width": 1024}
     work = a.work or tempfile.mkdtemp(prefix="chiralc-gpubench-")
     os.makedirs(work, exist_ok=True)
+    cc = cpu.Chiralc(a.build, work, None, exe=a.chiralc)
 
     cpu.log("gpu_run: building the CUDA programs and cublas_sgemm")
-    progs, nets = build_programs(chiralc, work, a.jobs, sets)
+    progs, nets = build_programs(cc, work, a.jobs, sets)
     sg_exe, sg_err = build_cublas(a.build, work)
     runs = {}  # (mode, name) -> callable
     for (mode, variant), (prog, err) in progs.items():
@@ -159,7 +137,7 @@ def main():
     shapes, macs = {}, {}
     fns = {"train": {"forward_train", "backward_train"}, "infer": {"forward_infer"}}
     for mode, (net, s) in nets.items():
-        kir = kir_of(chiralc, net, s)
+        kir = cc.kir(net, s)
         shapes[mode] = cpu.gemm_shapes(kir, fns[mode], BATCH, merge=True)
         macs[mode] = cpu.macs_of(cpu.gemm_shapes(kir, fns[mode], BATCH))
     per = {k: [] for k in runs}
@@ -179,8 +157,9 @@ def main():
     limit = {m: cpu.median_run(v) if v else {"error": sg_err} for m, v in sg.items()}
     dev = re.search(r"^device (.*)", limit["train"].get("raw", ""), re.M)
 
-    md = [f"GPU benchmark on {dev.group(1) if dev else 'the GPU'}: VideoPose3D, {3 ** (blocks + 1)}-frame field, width 1024 (1020 chiral), batch {BATCH}, "
-          f"float32 (TF32 off), medians of {rounds} rounds of {a.steps} batches", ""]
+    md = [f"GPU benchmark on {dev.group(1) if dev else 'the GPU'}: VideoPose3D, {3 ** (blocks + 1)}-frame field, "
+          f"width 1024 (1020 chiral), batch {BATCH}, float32 (TF32 off), medians of {rounds} rounds of "
+          f"{a.steps} batches", ""]
     for mode, title in (("train", "Training step (strided form: forward, loss, backward, Adam)"),
                         ("infer", "Inference (dilated form, one output frame per window)")):
         t_ch = res.get((mode, "PyTorch eager chiral"), {}).get("s")
@@ -216,9 +195,10 @@ def main():
         md.append("")
     text = "\n".join(md)
     print(text)
-    if a.out:
-        with open(a.out, "w") as f:
+    if a.out:  # whole or not at all
+        with open(a.out + ".tmp", "w") as f:
             f.write(text + "\n")
+        os.replace(a.out + ".tmp", a.out)
     return 0
 
 

@@ -93,8 +93,8 @@ def run_child(cmd, stop_at=None, timeout=None):
 # ---------------------------------------------------------------- chiralc
 
 class Chiralc:
-    def __init__(self, build, work, backend):
-        self.exe = os.path.join(build, "chiralc")
+    def __init__(self, build, work, backend, exe=None):
+        self.exe = exe or os.path.join(build, "chiralc")
         if not os.access(self.exe, os.X_OK):
             sys.exit(f"bench: no chiralc at {self.exe} (build it first, or pass --build DIR)")
         self.work, self.backend = work, backend
