@@ -148,7 +148,8 @@ def chiralc_bench(prog, batch, steps, infer_only):
     cmd = [prog, "bench", "--batch", str(batch), "--steps", str(steps), "--threads", str(THREADS)]
     stop = None
     if infer_only and shutil.which("stdbuf"):
-        cmd, stop = ["stdbuf", "-oL", *cmd], r"forward \(infer\)"
+        # the line after the forward's own: its GEMMs' part of it (CPU programs print it)
+        cmd, stop = ["stdbuf", "-oL", *cmd], r"^\s+its GEMMs"
     rc, out, err, peak = run_child(cmd, stop_at=stop)
     if rc != 0:
         return {"error": f"bench exit {rc}: {last_error(err or out)}"}
@@ -159,6 +160,11 @@ def chiralc_bench(prog, batch, steps, infer_only):
     m = re.search(r"training step\s+([\d.]+) ms", out)
     if m:
         res["train_s"] = float(m.group(1)) / 1e3
+    # the wall time inside rt_sgemm during each (medians over the steps)
+    for key, what in (("infer_gemm_s", r"forward \(infer\)"), ("train_gemm_s", "training step")):
+        m = re.search(what + r"\s+[\d.]+ ms.*\n\s+its GEMMs\s+([\d.]+) ms", out)
+        if m:
+            res[key] = float(m.group(1)) / 1e3
     m = re.search(r"threads \(.*\), OpenBLAS (\S+)", out)
     if m:
         res["blas_core"] = m.group(1)
@@ -292,6 +298,24 @@ def torch_bench(python, net, mode, form, blocks, width, frames, batch, steps, co
 
 
 # ---------------------------------------------------------------- formatting
+
+def gemm_split_line(tf, gf, tn, gn):
+    """The training step split, inside the programs, into the wall time of their GEMMs
+    (`PROG bench`'s "its GEMMs") and the rest, and what that makes of the fold target:
+    for folded / --no-fold >= TARGET_FOLD the folded rest may take at most
+    tn / TARGET_FOLD - gf; with every kernel of --no-fold's rest free (the folded step
+    runs each of them too) the ratio is gn / (gf + rf - rn), folding's own loop
+    kernels (analyses, syntheses, S^T) then its only cost besides the GEMMs."""
+    rf, rn = tf - gf, tn - gn
+    need = tn / TARGET_FOLD - gf
+    best = gn / (gf + max(rf - rn, 0.0))
+    return (f"the step inside the programs (wall time in `rt_sgemm` against the rest: loop kernels, loss, Adam): "
+            f"folded {gf:.3f} + {rf:.3f} s, `--no-fold` {gn:.3f} + {rn:.3f} s; the GEMMs {gn / gf:.2f}x apart. "
+            f"For {TARGET_FOLD}x the folded rest could take at most {need:.3f} s "
+            f"({'less than' if need < rn else 'at least'} `--no-fold`'s {rn:.3f} s, every kernel of which the folded "
+            f"step runs too); with all of `--no-fold`'s rest free in both, folding's own {max(rf - rn, 0.0):.3f} s would "
+            f"leave {best:.2f}x")
+
 
 def fmt(x, spec, unit=""):
     return "n/a" if x is None else format(x, spec) + unit
@@ -501,6 +525,8 @@ def main():
                 continue
             res = dict(ok[-1])
             res["train_s"] = statistics.median(x["train_s"] for x in ok)
+            gemm = [x["train_gemm_s"] for x in ok if "train_gemm_s" in x]
+            res["train_gemm_s"] = statistics.median(gemm) if gemm else None
             res["peak_mb"] = max((x.get("peak_mb") or 0) for x in ok) or None
             res["rounds"] = [x["train_s"] for x in ok]
             res["build_s"] = bs
@@ -664,6 +690,9 @@ def main():
                         f"folded rest no longer than `--no-fold`'s: {best:.3f} s against {t_nf:.3f} s, "
                         f"{t_nf / best:.2f}x")
                 md.append(f"- folded vs `--no-fold` at best with the rest of the step as it is: {what}")
+        gf, gn = (rt.get("chiralc " + v, {}).get("train_gemm_s") for v in ("folded", "no-fold"))
+        if b == big_batch and tf and t_nf and gf and gn:
+            md.append("- " + gemm_split_line(tf, gf, t_nf, gn))
         md.append("")
 
     # targets

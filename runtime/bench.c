@@ -25,6 +25,13 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The GEMMs' part of a timing (medians of each, so the parts need not add up exactly):
+ * what the rest, the loop kernels with the loss and the optimiser, costs. */
+static void gemm_split(const char *what, double gemm, double all) {
+    printf("    its GEMMs        %9.3f ms/batch  (%.0f %%; the rest of the %s: %.3f ms)\n", 1e3 * gemm,
+           all > 0 ? 100 * gemm / all : 0.0, what, 1e3 * (all - gemm));
+}
+
 int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
     const int64_t batch = o->batch > 0 ? o->batch : (m->train.batch > 0 ? m->train.batch : 64);
     const uint64_t seed = o->seed_given ? o->seed : 1;
@@ -73,18 +80,19 @@ int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
     RtExec x = {.batch = batch, .mode = RT_MODE_INFERENCE, .params = params, .state = state, .prep = prep,
                 .inputs = ins, .outputs = outs, .targets = tgs, .doutputs = douts, .grads = grads, .arena = arena,
                 .dropout_seed = seed, .bn_momentum = -1};
-    double *t = rt_malloc((size_t)steps * sizeof(double));
+    double *t = rt_malloc((size_t)steps * sizeof(double)), *tg = rt_malloc((size_t)steps * sizeof(double));
     double t0 = rt_now();
     m->prepare(m, &x);
     be->sync();
     const double prep_s = rt_now() - t0;
     for (int s = 0; s < warm + steps; s++) {
         t0 = rt_now();
+        const double g0 = rt_sgemm_seconds();
         m->forward(m, &x);
         be->sync();
-        if (s >= warm) t[s - warm] = rt_now() - t0;
+        if (s >= warm) t[s - warm] = rt_now() - t0, tg[s - warm] = rt_sgemm_seconds() - g0;
     }
-    const double fwd = median(t, steps);
+    const double fwd = median(t, steps), fwd_gemm = median(tg, steps);
     if (be->host_memory)
         printf("%s: batch %" PRId64 ", %d steps, %d threads (%s), OpenBLAS %s\n", m->name, batch, steps, o->threads,
                m->options, openblas_get_corename());
@@ -93,6 +101,7 @@ int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
                m->options);
     printf("  prepare            %9.3f ms\n", 1e3 * prep_s);
     printf("  forward (infer)    %9.3f ms/batch  %10.0f samples/s\n", 1e3 * fwd, (double)batch / fwd);
+    if (be->host_memory) gemm_split("forward (infer)", fwd_gemm, fwd);
     const int lo = m->train.loss_output;
     if (m->backward && lo >= 0) {
         const RtModelIo *io = &m->outputs[lo];
@@ -109,6 +118,7 @@ int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
         for (int s = 0; s < warm + steps; s++) {
             x.step = (uint64_t)s;
             t0 = rt_now();
+            const double g0 = rt_sgemm_seconds();
             m->forward(m, &x);
             be->sync();
             double t1 = rt_now();
@@ -116,12 +126,13 @@ int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
             m->backward(m, &x);
             be->optim_step(&opt, ostate, params, grads, 1e-6);
             be->sync();
-            if (s >= warm) tf[s - warm] = t1 - t0, tb[s - warm] = rt_now() - t0;
+            if (s >= warm) tf[s - warm] = t1 - t0, tb[s - warm] = rt_now() - t0, tg[s - warm] = rt_sgemm_seconds() - g0;
         }
-        const double f = median(tf, steps), st = median(tb, steps);
+        const double f = median(tf, steps), st = median(tb, steps), st_gemm = median(tg, steps);
         printf("  forward (train)    %9.3f ms/batch\n", 1e3 * f);
         printf("  training step      %9.3f ms/batch  %10.0f samples/s  (forward, loss, backward, adam)\n", 1e3 * st,
                (double)batch / st);
+        if (be->host_memory) gemm_split("training step", st_gemm, st);
         rt_free(tf);
         rt_free(tb);
         rt_dev_release(ostate, opt.state);
@@ -135,7 +146,7 @@ int rt_cmd_bench(const RtModel *m, const RtOpts *o) {
     rt_dev_release(params, hparams);
     rt_dev_release(state, hstate);
     be->free(grads), be->free(prep), be->free(arena);
-    void *all[] = {hparams, hstate, ins, outs, douts, tgs, t};
+    void *all[] = {hparams, hstate, ins, outs, douts, tgs, t, tg};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) rt_free(all[i]);
     return RT_EXIT_OK;
 }

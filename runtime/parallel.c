@@ -298,9 +298,8 @@ static int k_parts(int m, int n, int k) {
     return (int)parts;
 }
 
-void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
-              float beta, float *c, int ldc) {
-    if (m <= 0 || n <= 0) return;
+static void sgemm_parts(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+                        int ldb, float beta, float *c, int ldc) {
     int64_t work = (int64_t)m * n * (k > 0 ? k : 1);
     Gemm g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, a, b, c, CUT_K, k_parts(m, n, k), NULL};
     if (g.parts > 1) {
@@ -329,3 +328,19 @@ void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, 
     g.parts = amortised_parts(g.parts, len);
     parallel_run(gemm_parts, &g, g.parts, work, 1);
 }
+
+/* Wall seconds inside rt_sgemm, summed over calls: `MODEL bench` splits a step into its
+ * GEMMs and the rest (the loop kernels, loss, optimiser), the split that says whether a
+ * network waits on OpenBLAS or on memory. Two clock reads a call, a hundred calls a step. */
+static _Atomic double gemm_seconds;
+
+void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+              float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    double t0 = now_ns();
+    sgemm_parts(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    double dt = 1e-9 * (now_ns() - t0), old = atomic_load(&gemm_seconds);
+    while (!atomic_compare_exchange_weak(&gemm_seconds, &old, old + dt)) {}
+}
+
+double rt_sgemm_seconds(void) { return atomic_load(&gemm_seconds); }

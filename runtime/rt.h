@@ -137,6 +137,8 @@ void rt_parallel_for(RtParallelFn fn, void *ctx, int64_t n, int64_t work);
  * code's GEMMs. */
 void rt_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
               float beta, float *c, int ldc);
+/* Wall seconds spent in rt_sgemm since the program started, every caller's calls summed. */
+double rt_sgemm_seconds(void);
 /* The pool's size, the caller included (default 1); it also sets OpenBLAS to one thread:
  * rt_sgemm parallelises GEMMs itself. */
 void rt_parallel_set_threads(int n);
