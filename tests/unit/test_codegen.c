@@ -374,6 +374,26 @@ static void test_fusion_moves_down(void **state) {
     assert_int_equal(labelled(fn, "dx = Q^T (even, odd)", "add + "), 1);
 }
 
+/* --no-fold: a convolution whose stride is its kernel (the strided VideoPose3D's, 243 ->
+ * 81 -> 27 frames) reads x itself, its im2col rows being x's frames k at a time; one with
+ * padding (conv_stride_dilation's) keeps its im2col kernel. both() on strided_residual in
+ * test_nets checks the values. */
+static void test_nofold_stride_as_cols(void **state) {
+    (void)state;
+    IrOverride ov[] = {{"width", 34, false}, {"blocks", 1, false}};
+    IrProgram *p = front_train("bench/videopose3d_strided.net", NULL, ov, 2);
+    assert_non_null(p);
+    CgModel *m = cg_lower(p, &(CgOptions){.no_fold = true});
+    assert_non_null(m);
+    assert_int_equal(labelled(&m->k->fn[KIR_FN_TRAIN], "im2col", NULL), 0);
+    assert_int_equal(labelled(&m->k->fn[KIR_FN_TRAIN], "dense GEMM tap 2", NULL), 2);
+    p = front_train("tests/nets/conv_stride_dilation.net", NULL, NULL, 0);
+    assert_non_null(p);
+    m = cg_lower(p, &(CgOptions){.no_fold = true});
+    assert_non_null(m);
+    assert_true(labelled(&m->k->fn[KIR_FN_TRAIN], "im2col (dense)", NULL) > 0);
+}
+
 /* The strided VideoPose3D's residual crop (fuse.c): the adjoint is one kernel (dy on the
  * kept frame of every stride, 0 elsewhere) over [N, frames / 3, 3, features] ([N, 3,
  * features] for one kept frame), and fusion takes it into the add of the two gradients:
@@ -1009,6 +1029,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_videopose3d_unfused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_videopose3d_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_moves_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nofold_stride_as_cols, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_gathered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_crop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fusion_crop_dilated, setup, teardown),
