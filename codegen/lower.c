@@ -231,8 +231,9 @@ static KirExpr *bn_scale(L *l, const Fold *f, int orbtab, int v) {
     return kir_bin(l->k, KIR_E_DIV, g, kir_un(l->k, KIR_E_SQRT, ADD(l, var, C(l, f->eps))));
 }
 
-/* Dense per-tap W[tap][Fout][Fin] of a map into (buf, off), optionally scaled
- * per output feature by a folded batchnorm. Function l->fn or prepare. */
+/* Dense W[Fout][tap][Fin] of a map into (buf, off), the taps side by side so that one
+ * GEMM over an im2col row ([tap][Fin]) takes every tap, optionally scaled per output
+ * feature by a folded batchnorm. Function l->fn or prepare. */
 void cg_dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold *bn, const char *what) {
     const BT *bo = m->bo, *bi = m->bi;
     long Fo = bo->n, Fi = bi->n;
@@ -255,7 +256,7 @@ void cg_dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold 
     }
     if (!e) e = C(l, 0);
     if (bn) e = MUL(l, bn_scale(l, bn, bn->orb.orb, 1), e);
-    kir_store(l->k, s, IXv(buf, off, Fo * Fi, Fi, 1, 0), e);
+    kir_store(l->k, s, IXv(buf, off, Fi, (long)m->taps * Fi, 1, 0), e);
 }
 
 /* Full bias vector b[f] (Fout) of a dense map into (buf, off), with a folded BN:
@@ -422,12 +423,10 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
         int src = direct || as_cols ? xbuf : im2col(l, n, xbuf, Ti, To, Fin, bi, 2, Fin);
         long lda = direct ? Fin : (long)k * Fin;
         l->xc[n->id] = (CgCols){{src, -1}, {0, 0}, {lda, 0}};
-        if (Fin > 0)
-            for (int t = 0; t < k; t++) {
-                KirGemm g = gemm_abt(NB(To), Fo, Fin, src, (long)t * Fin, lda, wbuf, woff + (long)t * Fo * Fin,
-                                     Fin, y, 0, Fo, t ? 1.0f : 0.0f);
-                kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: dense GEMM tap %d", nm, t), &g);
-            }
+        if (Fin > 0) { /* every tap in one GEMM: the rows hold the taps side by side, as W does */
+            KirGemm g = gemm_abt(NB(To), Fo, (long)k * Fin, src, 0, lda, wbuf, woff, (long)k * Fin, y, 0, Fo, 0.0f);
+            kir_gemm(l->k, l->fn, arena_printf(l->a, "%s: dense GEMM (%d taps)", nm, k), &g);
+        }
         if (has_bias || Fin == 0) {
             KirDim ext[2] = {NB(To), D(Fo)};
             KirStep *s = kir_loop(l->k, l->fn, arena_printf(l->a, "%s: bias", nm), 2, ext);

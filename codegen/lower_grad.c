@@ -237,8 +237,14 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
             return;
         }
         int W = dense_w(b, f, &m, 0, 0, "W");
-        transposed_taps(b, f, &g, dy, 0, bo->n, bo->n, W, 0, (long)bo->n * bi->n, bi->n, dx, bi->n,
-                        arena_printf(l->a, "%s: dx = dy W", nm));
+        long kw = (long)g.k * bi->n; /* a row of W: the taps side by side */
+        if (g.pad == 0 && g.d == 1 && g.k == g.s && g.Ti == g.To * g.s) {
+            /* stride = kernel: dx's frames in im2col order, every tap in one GEMM */
+            gemm(b, arena_printf(l->a, "%s: dx = dy W (%d taps)", nm, g.k), false, false, NB(g.To), D(kw), D(bo->n),
+                 dy, 0, bo->n, W, 0, kw, dx, 0, kw, 0);
+            return;
+        }
+        transposed_taps(b, f, &g, dy, 0, bo->n, bo->n, W, 0, bi->n, kw, dx, bi->n, arena_printf(l->a, "%s: dx = dy W", nm));
         return;
     }
     map_dyeo(b, f, &m, dy);
@@ -286,11 +292,12 @@ static void bias_grad(B *b, const IrNode *f, const IrParamEntry *bias, const BT 
 }
 
 /* The adjoint of the densify map W = S_out blockdiag(A, B) Q_in, per tap:
- * A_tap += [S_out^T dW_tap Q_in^T]_even,even and B_tap the odd block. dW: [taps][Fo][Fi]. */
+ * A_tap += [S_out^T dW_tap Q_in^T]_even,even and B_tap the odd block. dW: [Fo][taps][Fi],
+ * the layout of cg_dense_build. */
 static void project_dense(B *b, const IrNode *f, const Map *m, int dW, const char *what) {
     L *l = b->l;
     const BT *bo = m->bo, *bi = m->bi;
-    long Fo = bo->n, Fi = bi->n;
+    long Fi = bi->n;
     for (int part = 0; part < 2; part++) {
         bool even = part == 0;
         int ro = even ? bo->de : bo->dod, ci = even ? bi->de : bi->dod;
@@ -301,8 +308,8 @@ static void project_dense(B *b, const IrNode *f, const Map *m, int dW, const cha
         KirExpr *e = NULL;
         for (int second = 0; second < 2; second++) {
             if (second && !(even ? bo->pairs_e : bo->pairs_o)) break;
-            KirIndex row = IXv(dW, 0, Fo * Fi, 0, 0, 0);
-            kir_ix_tab(&row, even ? (second ? bo->eg : bo->ef) : (second ? bo->og : bo->of), 1, Fi);
+            KirIndex row = IXv(dW, 0, Fi, 0, 0, 0);
+            kir_ix_tab(&row, even ? (second ? bo->eg : bo->ef) : (second ? bo->og : bo->of), 1, (long)m->taps * Fi);
             KirExpr *r = cg_analyse_expr(l, bi, even, row, 2);
             if (second) r = MUL(l, TV(l, even ? bo->es : bo->os, 1), r);
             e = ADD(l, e, r);
@@ -327,9 +334,8 @@ static void pgrad_map(B *b, const IrNode *f, int dy) {
             long ldc = l->xc[f->id].ld[0];
             sup_assert(col >= 0);
             int dW = temp(l, arena_printf(l->a, "%%%d dW dense", f->id), 0, (long)g.k * bo->n * bi->n);
-            for (int tap = 0; tap < g.k; tap++)
-                gemm(b, arena_printf(l->a, "%s: dW = dy^T x, tap %d", nm, tap), true, false, D(bo->n), D(bi->n),
-                     NB(g.To), dy, 0, bo->n, col, (long)tap * bi->n, ldc, dW, (long)tap * bo->n * bi->n, bi->n, 0);
+            gemm(b, arena_printf(l->a, "%s: dW = dy^T x (%d taps)", nm, g.k), true, false, D(bo->n),
+                 D((long)g.k * bi->n), NB(g.To), dy, 0, bo->n, col, 0, ldc, dW, 0, (long)g.k * bi->n, 0);
             project_dense(b, f, &m, dW, "A, B");
         }
     } else {

@@ -386,7 +386,7 @@ static void test_nofold_stride_as_cols(void **state) {
     CgModel *m = cg_lower(p, &(CgOptions){.no_fold = true});
     assert_non_null(m);
     assert_int_equal(labelled(&m->k->fn[KIR_FN_TRAIN], "im2col", NULL), 0);
-    assert_int_equal(labelled(&m->k->fn[KIR_FN_TRAIN], "dense GEMM tap 2", NULL), 2);
+    assert_int_equal(labelled(&m->k->fn[KIR_FN_TRAIN], "dense GEMM (3 taps)", NULL), 2);
     p = front_train("tests/nets/conv_stride_dilation.net", NULL, NULL, 0);
     assert_non_null(p);
     m = cg_lower(p, &(CgOptions){.no_fold = true});
