@@ -130,15 +130,18 @@ static int fval(B *b, const IrNode *n) {
 typedef struct Geo {
     int Ti, To, k, s, d, pad;
     bool direct;
+    bool tiled; /* the taps tile the input (stride = kernel, no dilation, padding or leftover
+                 * frames): an im2col row is k consecutive frames, each read by one tap */
 } Geo;
 
 static Geo geo_of(const IrNode *f) {
-    Geo g = {frames(f->in[0]), frames(f), 1, 1, 1, 0, false};
+    Geo g = {frames(f->in[0]), frames(f), 1, 1, 1, 0, false, false};
     if (f->op == IR_CONV1D) {
         g.k = f->a.kernel, g.d = f->a.dilation > 0 ? f->a.dilation : 1;
         g.s = f->a.stride > 0 ? f->a.stride : 1, g.pad = f->a.padding;
     }
     g.direct = g.k == 1 && g.s == 1 && g.pad == 0 && g.Ti == g.To;
+    g.tiled = g.pad == 0 && g.d == 1 && g.k == g.s && g.Ti == g.To * g.s;
     return g;
 }
 
@@ -170,14 +173,13 @@ static void transposed_taps(B *b, const IrNode *f, const Geo *g, int dy, long dy
         return;
     }
     bool whole = g->pad == 0 && g->Ti == g->To * g->s && (long)(g->k - 1) * g->d < g->s;
-    bool tiled = whole && g->d == 1 && g->k == g->s;
-    if (!tiled) cg_zero_fill(l, FN(b), dx, 0, NB((long)g->Ti * wx), arena_printf(l->a, "%s: zero", what));
+    if (!g->tiled) cg_zero_fill(l, FN(b), dx, 0, NB((long)g->Ti * wx), arena_printf(l->a, "%s: zero", what));
     for (int tap = 0; tap < g->k; tap++) {
         int t0, t1;
         tap_range(g, tap, &t0, &t1);
         if (t1 <= t0) continue;
         KirGemm gm = {.ta = false, .tb = false, .m = D(t1 - t0), .n = D(wx), .k = D(wy), .alpha = 1,
-                      .beta = tiled ? 0 : 1};
+                      .beta = g->tiled ? 0 : 1};
         gm.a = (KirMat){dy, dyoff + (long)t0 * ldy, ldy, (long)g->To * ldy};
         gm.b = (KirMat){W, woff + tap * tapstride, ldw, 0};
         gm.c = (KirMat){dx, ((long)t0 * g->s + (long)tap * g->d - g->pad) * wx, (long)g->s * wx, (long)g->Ti * wx};
@@ -238,8 +240,7 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
         }
         int W = dense_w(b, f, &m, 0, 0, "W");
         long kw = (long)g.k * bi->n; /* a row of W: the taps side by side */
-        if (g.pad == 0 && g.d == 1 && g.k == g.s && g.Ti == g.To * g.s) {
-            /* stride = kernel: dx's frames in im2col order, every tap in one GEMM */
+        if (g.tiled) { /* dx's frames in im2col order: every tap in one GEMM */
             gemm(b, arena_printf(l->a, "%s: dx = dy W (%d taps)", nm, g.k), false, false, NB(g.To), D(kw), D(bo->n),
                  dy, 0, bo->n, W, 0, kw, dx, 0, kw, 0);
             return;
@@ -258,7 +259,7 @@ static void grad_map_dx(B *b, const IrNode *f, int dy, int dx) {
         const char *what = arena_printf(l->a, "%s: dx %s = dy %s %s", nm, part ? "odd" : "even",
                                         part ? "odd" : "even", part ? "B" : "A");
         int wsb = part ? l->wsbo[f->id] : l->wsbe[f->id];
-        if (wsb >= 0 && g.pad == 0 && g.d == 1 && g.k == g.s && g.Ti == g.To * g.s) {
+        if (wsb >= 0 && g.tiled) {
             /* stride = kernel: dx's frames in im2col order, one GEMM with the forward's
              * side-by-side weights (every tap at once, each frame written once) */
             gemm(b, arena_printf(l->a, "%s (%d taps)", what, g.k), false, false, NB(g.To), D((long)g.k * wi), D(wo),
