@@ -416,7 +416,7 @@ const IrNode *cg_lower_linear(L *l, const IrNode *n) {
             }
         }
         /* stride = kernel, no dilation, padding or leftover frames: the im2col rows are x's
-         * own frames k at a time, so the GEMMs read x (its copy was 26 ms a step at batch
+         * own frames k at a time, so the GEMM reads x (its copy was 26 ms a step at batch
          * 1024 in the bench's first block) */
         bool as_cols = n->op == IR_CONV1D && n->a.padding == 0 && n->a.dilation <= 1 && n->a.stride == k &&
                        Ti == (long)To * k;
