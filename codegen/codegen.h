@@ -271,7 +271,7 @@ long kir_dim(KirDim d, long batch);
 /* ---- lower.c: the typed graph (after pass_pipeline) -> the kernel IR ------------- */
 
 typedef struct CgOptions {
-    bool no_fold;    /* dense masked weights W = S_out blockdiag(A, B) Q_in, one GEMM per tap */
+    bool no_fold;    /* dense masked weights W = S_out blockdiag(A, B) Q_in, one GEMM per map */
     bool no_fuse;    /* keep every loop kernel as lowered (fuse.c off: benchmarks, tests) */
 } CgOptions;
 

@@ -11,8 +11,9 @@
  *   linear map: one GEMM per part straight from the parameters). Inference:
  *   `prepare` lays each layer's taps side by side ([out][k * in]) and folds a
  *   following batchnorm into A, B and the even bias.
- * - --no-fold: dense W = S_out blockdiag(A, B) Q_in built per tap (in prepare
- *   at inference, at the start of every training forward), one GEMM per tap.
+ * - --no-fold: dense W = S_out blockdiag(A, B) Q_in built as [out][tap][in] (in
+ *   prepare at inference, at the start of every training forward), one GEMM over
+ *   the im2col rows, every tap at once.
  * - Batchnorm in training: statistics of the augmented batch, two passes
  *   (mean, then the centred second moment pooled over partners), and the
  *   running statistics updated with the runtime's momentum.

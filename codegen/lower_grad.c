@@ -16,7 +16,7 @@
  *   dB_tap likewise (one GEMM each over every batch row); dx = Q^T (dye A,
  *   dyo B) with one strided-batched GEMM per tap whose output rows step by the
  *   stride (the transposed convolution), then the adjoint butterfly.
- * - --no-fold: dW_tap = dy^T col(tap), then the adjoint of the densify map
+ * - --no-fold: dW = dy^T col (every tap, [out][tap][in]), then the adjoint of the densify map
  *   W = S_out blockdiag(A, B) Q_in: dA = [S_out^T dW Q_in^T]_even,even, dB the
  *   odd block, so the gradients are exactly those of the folded parameters.
  * - Recurrences: back-propagation through the unrolled steps; per step an

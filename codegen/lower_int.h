@@ -166,7 +166,7 @@ KirExpr *cg_eo_expr(L *l, const CgEoTabs *t, KirIndex row, int cvar);
 KirExpr *cg_synth_expr(L *l, const BT *t, int fvar, const Src *ev, int ne, const Src *od, int no);
 Map cg_map_of(L *l, const IrNode *n, const char *a, const char *b, int layer, int gate);
 Fold cg_fold_of(L *l, const IrNode *bn, const BT *bt);
-/* Dense per-tap W[tap][Fout][Fin] of a map into (buf, off) (function fn). */
+/* Dense W[Fout][tap][Fin] of a map into (buf, off) (function fn): the taps side by side. */
 void cg_dense_build(L *l, KirFn fn, const Map *m, int buf, long off, const Fold *bn, const char *what);
 KirExpr *cg_act_expr(L *l, IrAct a, KirExpr *x, double slope);
 /* A training batchnorm's batch statistics (l->bnst), F floats each: the batch mean, the
